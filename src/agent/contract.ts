@@ -1,0 +1,41 @@
+/**
+ * The agent contract shared by the platform and the agent runtime: the environment a backend gives an agent,
+ * and the bodies of the agent-facing registry calls. Keep this file free of platform or agent internals.
+ */
+
+/** Environment variables every backend sets for the agent (design.md, "The agent contract"). */
+export const AGENT_ENV = {
+  workspaceId: 'WORKSPACE_ID',
+  workspaceName: 'WORKSPACE_NAME',
+  workspaceRole: 'WORKSPACE_ROLE',
+  workspaceRuntime: 'WORKSPACE_RUNTIME',
+  workspaceTier: 'WORKSPACE_TIER',
+  platformUrl: 'PLATFORM_URL',
+  workspaceToken: 'MOLECULE_WORKSPACE_TOKEN',
+  agentToken: 'MOLECULE_AGENT_TOKEN',
+  port: 'PORT',
+  region: 'MOLECULE_REGION',
+  heartbeatIntervalS: 'HEARTBEAT_INTERVAL_S',
+} as const;
+
+/** `POST /registry/register`, sent with `Authorization: Bearer $MOLECULE_WORKSPACE_TOKEN`. */
+export interface RegisterRequest {
+  /** Where the agent believes it can be reached. The platform routes by the backend's handle, not by this. */
+  url: string;
+  agent_card: Record<string, unknown>;
+}
+
+/** `POST /registry/heartbeat`, sent on the agent's own timer, independent of request handling. */
+export interface HeartbeatRequest {
+  active_tasks: number;
+  current_task: string | null;
+  /** Fraction of recent turns that failed, 0..1. */
+  error_rate: number;
+  uptime_s: number;
+}
+
+export interface RegistryResponse {
+  workspace_id: string;
+  status: string;
+  heartbeat_interval_s: number;
+}

@@ -1,0 +1,111 @@
+import type { Tier } from '../core/types.js';
+
+/** Everything a backend needs to start one instance of a workspace. Env is complete: contract vars, secrets, user env. */
+export interface InstanceSpec {
+  workspaceId: string;
+  name: string;
+  runtime: string;
+  tier: Tier;
+  /** Requested region, or null for the backend's default. */
+  region: string | null;
+  /** Resolved runtime image (ignored by the process backend, which runs the built-in agent). */
+  image: string;
+  env: Record<string, string>;
+}
+
+/** How the platform reaches a running instance. Stored on the workspace so a restarted platform can route. */
+export interface InstanceHandle {
+  /** Backend-specific id: pid record key, container id, machine id. */
+  instanceId: string;
+  /** Base URL of the agent's A2A server, as the platform reaches it. Null while unknown. */
+  url: string | null;
+  /** Extra headers the platform must send to reach the agent (e.g. Fly's `fly-force-instance-id`). */
+  headers?: Record<string, string>;
+  /** Backend facts worth showing on the workspace (region, machine version, private address, port, pid …). */
+  details: Record<string, unknown>;
+}
+
+export type InstanceStateName = 'starting' | 'running' | 'stopped' | 'failed' | 'gone' | 'unknown';
+
+export interface InstanceState {
+  state: InstanceStateName;
+  /** For failed/stopped: why, in words a person can act on (e.g. "exited with code 137 (OOM)"). */
+  reason?: string;
+  exitCode?: number | null;
+}
+
+/** One instance this platform owns, as the backend sees it (for reconcile). */
+export interface OwnedInstance {
+  instanceId: string;
+  workspaceId: string;
+  state: InstanceStateName;
+}
+
+export interface LogOptions {
+  /** Number of most recent lines to return first (default 200). */
+  tail?: number;
+  /** Keep streaming new lines until the signal aborts. */
+  follow?: boolean;
+  signal?: AbortSignal;
+}
+
+/** Pushed by a backend when it learns an instance changed state without being asked (a process exited, a machine stopped). */
+export interface InstanceEvent {
+  workspaceId: string;
+  instanceId: string;
+  state: InstanceStateName;
+  reason?: string;
+  exitCode?: number | null;
+}
+
+/**
+ * One interface for every backend; the shared contract suite in test/contract runs against each implementation.
+ * Every operation is idempotent where it can be: destroy/stop of an unknown instance is not an error.
+ */
+export interface Provisioner {
+  readonly name: string;
+  /** Start a new instance. Throws ProvisionError with a typed code on failure. */
+  start(spec: InstanceSpec): Promise<InstanceHandle>;
+  /** Stop the instance, keeping what resume needs (disk, pid record, machine). */
+  stop(instanceId: string): Promise<void>;
+  /** Start a stopped instance again. */
+  resume(instanceId: string, spec: InstanceSpec): Promise<InstanceHandle>;
+  /** Restart the instance (or recreate it when it is gone). */
+  restart(instanceId: string | null, spec: InstanceSpec): Promise<InstanceHandle>;
+  /** Stop and remove the instance and everything it owns. Unknown instance = success. */
+  destroy(instanceId: string): Promise<void>;
+  /** What the backend sees now. 'unknown' on transient errors, never a guess of 'gone'. */
+  inspect(instanceId: string): Promise<InstanceState>;
+  /** Every instance this platform owns (label / metadata / pid records). */
+  list(): Promise<OwnedInstance[]>;
+  /** The instance's output, a line at a time. */
+  logs(instanceId: string, opts: LogOptions): AsyncIterable<string>;
+  /** For /healthz: name plus details (what limits are enforced, app, region, API base …). */
+  describe(): Record<string, unknown>;
+  /** Subscribe to unsolicited instance changes. Returns an unsubscribe function. */
+  watch(listener: (ev: InstanceEvent) => void): () => void;
+  /** Re-attach to instances that survived a platform restart; called once at startup. */
+  adopt?(handles: { workspaceId: string; instanceId: string }[]): Promise<void>;
+  /** Release timers and connections; instances keep running. */
+  close(): Promise<void>;
+}
+
+export type ProvisionErrorCode =
+  | 'IMAGE_NOT_FOUND'
+  | 'CAPACITY'
+  | 'INVALID_CONFIG'
+  | 'BACKEND_UNAVAILABLE'
+  | 'START_FAILED'
+  | 'NOT_FOUND';
+
+/** A backend failure with a typed code and a reason a person can act on. */
+export class ProvisionError extends Error {
+  constructor(
+    readonly code: ProvisionErrorCode,
+    message: string,
+    readonly retryable = false,
+  ) {
+    super(message);
+    this.name = 'ProvisionError';
+  }
+}
