@@ -64,6 +64,10 @@ export interface InstanceEvent {
  */
 export interface Provisioner {
   readonly name: string;
+  /** Region given to workspaces that do not ask for one (the agent reports it as MOLECULE_REGION). */
+  readonly defaultRegion: string;
+  /** Caller mistakes this backend can see before starting anything (e.g. an unknown Fly region). */
+  validate?(spec: { region: string | null; tier: number; runtime: string }): string | null;
   /** Start a new instance. Throws ProvisionError with a typed code on failure. */
   start(spec: InstanceSpec): Promise<InstanceHandle>;
   /** Stop the instance, keeping what resume needs (disk, pid record, machine). */

@@ -1,0 +1,343 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { agentCommand } from '../../agent/launch.js';
+import { TIERS } from '../../core/types.js';
+import {
+  ProvisionError,
+  type InstanceEvent,
+  type InstanceHandle,
+  type InstanceSpec,
+  type InstanceState,
+  type LogOptions,
+  type OwnedInstance,
+  type Provisioner,
+} from '../provisioner.js';
+import { createCgroups, detectCgroups, oomKilled, removeCgroups, type CgroupSupport } from './cgroups.js';
+import { readLog } from './logfile.js';
+
+/** What survives a platform restart: enough to find, check and stop the child again. */
+interface PidRecord {
+  instanceId: string;
+  workspaceId: string;
+  pid: number | null;
+  port: number;
+  startedAt: string;
+  lastExit?: { code: number | null; signal: string | null; at: string; oom: boolean };
+}
+
+export interface ProcessProvisionerOptions {
+  dataDir: string;
+  logger: Logger;
+  /** Command that runs the agent; defaults to the built-in agent under tsx. */
+  command?: (heapMb: number) => { command: string; args: string[] };
+  /** 'auto' uses cgroups where writable; 'off' never does. */
+  cgroups?: 'auto' | 'off';
+  /** How long stop() waits after SIGTERM before SIGKILL. */
+  stopGraceMs?: number;
+  /** How often adopted (not our child) processes are checked. */
+  pollMs?: number;
+}
+
+/** Host environment a child may see; everything else comes from the spec. */
+const PASS_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'SSL_CERT_FILE', 'NODE_EXTRA_CA_CERTS'];
+
+/**
+ * Runs each workspace's agent as a local child process on a free loopback port. Children are detached and
+ * logged to a file, so they outlive a platform restart; pid records let the next platform adopt or clean them.
+ */
+export class ProcessProvisioner implements Provisioner {
+  readonly name = 'process';
+  readonly defaultRegion = 'local';
+  private readonly recordsDir: string;
+  private readonly logsDir: string;
+  private readonly cgroups: CgroupSupport;
+  private readonly listeners = new Set<(ev: InstanceEvent) => void>();
+  /** Pids we stopped on purpose: their exit is not news. */
+  private readonly expectedExits = new Set<number>();
+  private readonly children = new Map<number, ChildProcess>();
+  private readonly pollers = new Map<string, NodeJS.Timeout>();
+
+  constructor(private readonly opts: ProcessProvisionerOptions) {
+    this.recordsDir = path.join(opts.dataDir, 'process');
+    this.logsDir = path.join(opts.dataDir, 'logs');
+    fs.mkdirSync(this.recordsDir, { recursive: true });
+    fs.mkdirSync(this.logsDir, { recursive: true });
+    this.cgroups = opts.cgroups === 'off' ? { memory: false, cpu: false, version: null } : detectCgroups();
+  }
+
+  describe(): Record<string, unknown> {
+    return {
+      name: this.name,
+      host: '127.0.0.1',
+      logs_dir: this.logsDir,
+      limits: {
+        heap: true,
+        memory: this.cgroups.memory ? `cgroup v${this.cgroups.version}` : false,
+        cpu: this.cgroups.cpu ? `cgroup v${this.cgroups.version}` : false,
+        read_only_root: false,
+        note: this.cgroups.memory
+          ? 'tier memory and CPU are enforced by cgroups; heap is capped at 75% of tier memory'
+          : 'cgroups are not writable here: only the V8 heap cap (75% of tier memory) is enforced',
+      },
+    };
+  }
+
+  watch(listener: (ev: InstanceEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async start(spec: InstanceSpec): Promise<InstanceHandle> {
+    const instanceId = instanceIdFor(spec.workspaceId);
+    const existing = this.readRecord(instanceId);
+    if (existing?.pid && this.alive(existing)) await this.stop(instanceId);
+
+    const port = await freePort();
+    const { memoryMb, cpus } = TIERS[spec.tier];
+    const heapMb = Math.floor(memoryMb * 0.75);
+    const cmd = (this.opts.command ?? ((h) => agentCommand({ heapMb: h })))(heapMb);
+    const logFile = this.logFile(instanceId);
+    const out = fs.openSync(logFile, 'a');
+    fs.writeSync(out, `[molecule] ${new Date().toISOString()} starting ${spec.runtime} agent on 127.0.0.1:${port} (tier ${spec.tier})\n`);
+
+    let command = cmd.command;
+    let args = cmd.args;
+    let procsFiles: string[] = [];
+    try {
+      procsFiles = createCgroups(this.cgroups, instanceId, memoryMb, cpus);
+    } catch (e) {
+      this.opts.logger.warn({ err: (e as Error).message, instanceId }, 'could not create cgroups; starting without them');
+    }
+    if (procsFiles.length) {
+      // Join the cgroups before exec, so the limits hold from the agent's first instruction.
+      const joins = procsFiles.map((_, i) => `echo $$ > "$${i + 1}"`).join(' && ');
+      args = ['-c', `${joins} && shift ${procsFiles.length} && exec "$@"`, 'molecule-cgroup-join', ...procsFiles, command, ...args];
+      command = '/bin/sh';
+    }
+
+    const env: Record<string, string> = {};
+    for (const k of PASS_ENV) if (process.env[k]) env[k] = process.env[k]!;
+    Object.assign(env, spec.env, { PORT: String(port), AGENT_HOST: '127.0.0.1' });
+
+    const child = spawn(command, args, { env, stdio: ['ignore', out, out], detached: true, cwd: this.opts.dataDir });
+    fs.closeSync(out);
+    try {
+      await Promise.race([once(child, 'spawn'), once(child, 'error').then(([e]) => Promise.reject(e))]);
+    } catch (e) {
+      throw new ProvisionError('START_FAILED', `could not start the agent process: ${(e as Error).message}`);
+    }
+    child.unref();
+    const pid = child.pid!;
+    const record: PidRecord = { instanceId, workspaceId: spec.workspaceId, pid, port, startedAt: new Date().toISOString() };
+    this.writeRecord(record);
+    this.children.set(pid, child);
+    child.on('exit', (code, signal) => {
+      this.children.delete(pid);
+      this.onExit(instanceId, pid, code, signal);
+    });
+    return this.handle(record);
+  }
+
+  async stop(instanceId: string): Promise<void> {
+    const rec = this.readRecord(instanceId);
+    if (!rec?.pid) return;
+    const pid = rec.pid;
+    if (this.alive(rec)) {
+      this.expectedExits.add(pid);
+      signalGroup(pid, 'SIGTERM');
+      const deadline = Date.now() + (this.opts.stopGraceMs ?? 5000);
+      while (Date.now() < deadline && this.alive(rec)) await sleep(50);
+      if (this.alive(rec)) signalGroup(pid, 'SIGKILL');
+      while (this.alive(rec)) await sleep(20);
+    }
+    this.stopPolling(instanceId);
+    const now = this.readRecord(instanceId);
+    if (now && now.pid === pid) this.writeRecord({ ...now, pid: null });
+  }
+
+  async resume(_instanceId: string, spec: InstanceSpec): Promise<InstanceHandle> {
+    return this.start(spec);
+  }
+
+  async restart(_instanceId: string | null, spec: InstanceSpec): Promise<InstanceHandle> {
+    return this.start(spec);
+  }
+
+  async destroy(instanceId: string): Promise<void> {
+    await this.stop(instanceId);
+    removeCgroups(this.cgroups, instanceId);
+    fs.rmSync(this.recordFile(instanceId), { force: true });
+    fs.rmSync(this.logFile(instanceId), { force: true });
+  }
+
+  async inspect(instanceId: string): Promise<InstanceState> {
+    const rec = this.readRecord(instanceId);
+    if (!rec) return { state: 'gone', reason: 'no process record' };
+    if (rec.pid && this.alive(rec)) return { state: 'running' };
+    if (rec.pid) {
+      // Died while nobody was watching (e.g. while the platform was down).
+      this.writeRecord({ ...rec, pid: null, lastExit: rec.lastExit ?? { code: null, signal: null, at: new Date().toISOString(), oom: false } });
+      return { state: 'failed', reason: `process ${rec.pid} is no longer running` };
+    }
+    if (rec.lastExit) return { state: rec.lastExit.code === 0 ? 'stopped' : 'failed', reason: exitReason(rec.lastExit), exitCode: rec.lastExit.code };
+    return { state: 'stopped' };
+  }
+
+  async list(): Promise<OwnedInstance[]> {
+    const out: OwnedInstance[] = [];
+    for (const f of fs.readdirSync(this.recordsDir)) {
+      if (!f.endsWith('.json')) continue;
+      const rec = this.readRecord(f.slice(0, -5));
+      if (!rec) continue;
+      out.push({ instanceId: rec.instanceId, workspaceId: rec.workspaceId, state: (await this.inspect(rec.instanceId)).state });
+    }
+    return out;
+  }
+
+  logs(instanceId: string, opts: LogOptions): AsyncIterable<string> {
+    return readLog(this.logFile(instanceId), opts);
+  }
+
+  /** Watches processes started by an earlier platform: they are not our children, so poll them. */
+  async adopt(handles: { workspaceId: string; instanceId: string }[]): Promise<void> {
+    for (const h of handles) {
+      const rec = this.readRecord(h.instanceId);
+      if (!rec?.pid || this.children.has(rec.pid)) continue;
+      if (!this.alive(rec)) continue; // inspect() reports it; the core decides what to do.
+      this.opts.logger.info({ instanceId: rec.instanceId, pid: rec.pid }, 'adopted running agent process');
+      const pid = rec.pid;
+      const timer = setInterval(() => {
+        const cur = this.readRecord(rec.instanceId);
+        if (!cur || cur.pid !== pid) return this.stopPolling(rec.instanceId);
+        if (!this.alive(cur)) {
+          this.stopPolling(rec.instanceId);
+          this.onExit(rec.instanceId, pid, null, null);
+        }
+      }, this.opts.pollMs ?? 1000);
+      timer.unref();
+      this.pollers.set(rec.instanceId, timer);
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const id of [...this.pollers.keys()]) this.stopPolling(id);
+    for (const child of this.children.values()) child.removeAllListeners('exit');
+    this.children.clear();
+  }
+
+  private onExit(instanceId: string, pid: number, code: number | null, signal: NodeJS.Signals | null): void {
+    const expected = this.expectedExits.delete(pid);
+    const rec = this.readRecord(instanceId);
+    if (!rec || rec.pid !== pid) return; // a newer instance took its place
+    const oom = signal === 'SIGKILL' && oomKilled(this.cgroups, instanceId);
+    const lastExit = { code, signal, at: new Date().toISOString(), oom };
+    this.writeRecord({ ...rec, pid: null, lastExit });
+    this.appendLog(instanceId, `[molecule] ${lastExit.at} agent process ${pid} ${exitReason(lastExit)}`);
+    if (expected) return;
+    const ev: InstanceEvent = {
+      workspaceId: rec.workspaceId,
+      instanceId,
+      state: code === 0 ? 'stopped' : 'failed',
+      reason: exitReason(lastExit),
+      exitCode: code,
+    };
+    for (const l of this.listeners) l(ev);
+  }
+
+  private stopPolling(instanceId: string): void {
+    const t = this.pollers.get(instanceId);
+    if (t) clearInterval(t);
+    this.pollers.delete(instanceId);
+  }
+
+  /** Alive and still ours: the pid could have been reused by an unrelated process after a reboot. */
+  private alive(rec: PidRecord): boolean {
+    if (!rec.pid) return false;
+    try {
+      process.kill(rec.pid, 0);
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === 'EPERM';
+    }
+    try {
+      const environ = fs.readFileSync(`/proc/${rec.pid}/environ`, 'latin1');
+      if (environ.includes(`WORKSPACE_ID=${rec.workspaceId}\0`)) return true;
+      // A zombie has an empty environ; a reused pid has someone else's.
+      return false;
+    } catch {
+      return process.platform !== 'linux';
+    }
+  }
+
+  private handle(rec: PidRecord): InstanceHandle {
+    return {
+      instanceId: rec.instanceId,
+      url: `http://127.0.0.1:${rec.port}`,
+      details: { pid: rec.pid, port: rec.port, started_at: rec.startedAt },
+    };
+  }
+
+  private recordFile(instanceId: string) {
+    return path.join(this.recordsDir, `${instanceId}.json`);
+  }
+  private logFile(instanceId: string) {
+    return path.join(this.logsDir, `${instanceId}.log`);
+  }
+  private readRecord(instanceId: string): PidRecord | undefined {
+    try {
+      return JSON.parse(fs.readFileSync(this.recordFile(instanceId), 'utf8')) as PidRecord;
+    } catch {
+      return undefined;
+    }
+  }
+  private writeRecord(rec: PidRecord): void {
+    const file = this.recordFile(rec.instanceId);
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify(rec));
+    fs.renameSync(`${file}.tmp`, file);
+  }
+  private appendLog(instanceId: string, line: string): void {
+    try {
+      fs.appendFileSync(this.logFile(instanceId), `${line}\n`);
+    } catch {
+      /* log dir gone (destroyed) */
+    }
+  }
+}
+
+export function instanceIdFor(workspaceId: string): string {
+  return `ws-${workspaceId.replace(/-/g, '').slice(0, 12)}`;
+}
+
+function exitReason(e: { code: number | null; signal: string | null; oom: boolean }): string {
+  if (e.oom) return `killed: out of memory (OOM) at the tier's memory limit`;
+  if (e.signal) return `killed by ${e.signal}`;
+  if (e.code === null) return 'exited (status unknown: it died while the platform was not watching)';
+  return `exited with code ${e.code}`;
+}
+
+/** Children are process-group leaders (detached), so signal the group: the cgroup shell wrapper execs, but be sure. */
+function signalGroup(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, sig);
+  } catch {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const srv = net.createServer();
+  srv.listen(0, host);
+  await once(srv, 'listening');
+  const { port } = srv.address() as net.AddressInfo;
+  srv.close();
+  await once(srv, 'close');
+  return port;
+}

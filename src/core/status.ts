@@ -1,0 +1,35 @@
+import type { WorkspaceStatus } from './types.js';
+
+/** Allowed transitions (design.md, "Workspace status machine"). Anything else is a bug, not a caller error. */
+export const TRANSITIONS: Record<WorkspaceStatus, readonly WorkspaceStatus[]> = {
+  provisioning: ['ready', 'failed', 'offline', 'paused', 'removing', 'provisioning'],
+  ready: ['degraded', 'offline', 'provisioning', 'paused', 'removing'],
+  degraded: ['ready', 'offline', 'provisioning', 'paused', 'removing'],
+  offline: ['provisioning', 'ready', 'failed', 'paused', 'removing'],
+  failed: ['provisioning', 'paused', 'removing'],
+  paused: ['provisioning', 'removing'],
+  removing: ['removed', 'removing'],
+  removed: [],
+};
+
+export function canTransition(from: WorkspaceStatus, to: WorkspaceStatus): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+/** Statuses in which `from` can reach `to`: used as the compare-and-set guard of a transition. */
+export function sourcesOf(to: WorkspaceStatus): WorkspaceStatus[] {
+  return (Object.keys(TRANSITIONS) as WorkspaceStatus[]).filter((s) => TRANSITIONS[s].includes(to));
+}
+
+/** User actions and the statuses they are allowed from. */
+export const ACTIONS = {
+  restart: ['provisioning', 'ready', 'degraded', 'offline', 'failed', 'paused'],
+  pause: ['provisioning', 'ready', 'degraded', 'offline', 'failed'],
+  resume: ['paused'],
+  delete: ['provisioning', 'ready', 'degraded', 'offline', 'failed', 'paused', 'removing'],
+} as const satisfies Record<string, readonly WorkspaceStatus[]>;
+
+export type Action = keyof typeof ACTIONS;
+
+/** Statuses in which a workspace has (or should have) a live instance that A2A can reach. */
+export const ROUTABLE: readonly WorkspaceStatus[] = ['ready', 'degraded'];

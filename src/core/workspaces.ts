@@ -1,0 +1,548 @@
+import crypto from 'node:crypto';
+import type { Logger } from 'pino';
+import { AGENT_ENV, type HeartbeatRequest, type RegisterRequest, type RegistryResponse } from '../agent/contract.js';
+import { ProvisionError, type InstanceEvent, type InstanceSpec, type Provisioner } from '../backends/provisioner.js';
+import type { SecretRepo, TokenRepo, WorkspaceRepo } from '../store/repositories.js';
+import type { Config } from './config.js';
+import { hashToken, mintToken, type Sealer } from './crypto.js';
+import { ApiError } from './errors.js';
+import type { EventBus } from './events.js';
+import { imageFor } from './runtimes.js';
+import { ACTIONS, canTransition, ROUTABLE, type Action } from './status.js';
+import type { Tier, Workspace, WorkspaceStatus } from './types.js';
+
+export interface CreateInput {
+  name: string;
+  role?: string;
+  runtime: string;
+  tier: Tier;
+  region?: string | null;
+  parent_id?: string | null;
+  env?: Record<string, string>;
+  secrets?: Record<string, string>;
+}
+
+export interface PatchInput {
+  name?: string;
+  role?: string;
+  tier?: Tier;
+  env?: Record<string, string>;
+}
+
+export interface ServiceDeps {
+  config: Config;
+  workspaces: WorkspaceRepo;
+  tokens: TokenRepo;
+  secrets: SecretRepo;
+  bus: EventBus;
+  provisioner: Provisioner;
+  sealer: Sealer;
+  logger: Logger;
+  /** The URL agents use to reach the platform; known once the server listens. */
+  platformUrl: () => string;
+}
+
+/** Where and how to reach a workspace's agent. */
+export interface AgentTarget {
+  url: string;
+  headers: Record<string, string>;
+  token: string;
+}
+
+const ERROR_RATE_DEGRADED = 0.5;
+const tokenAad = (workspaceId: string, kind: string) => `token:${workspaceId}:${kind}`;
+export const secretAad = (scope: string, key: string) => `secret:${scope}:${key}`;
+
+/**
+ * The workspace lifecycle: create, actions, registration, heartbeats and automatic recovery. Every status change
+ * goes through transition(), which checks the status machine, writes compare-and-set and publishes one event.
+ * Mutations of one workspace are serialised by a per-workspace lock; registration only needs the CAS.
+ */
+export class WorkspaceService {
+  private readonly locks = new Map<string, Promise<unknown>>();
+  /** Plaintext agent tokens, opened once: the proxy must not decrypt on every call. */
+  private readonly agentTokens = new Map<string, string>();
+  private readonly background = new Set<Promise<unknown>>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private closed = false;
+
+  constructor(private readonly d: ServiceDeps) {}
+
+  // ---- queries -------------------------------------------------------------------------------------------
+
+  /** A live workspace: 404 when unknown, 410 (with its record) when removed. */
+  async get(id: string): Promise<Workspace> {
+    const ws = await this.d.workspaces.get(id);
+    if (!ws) throw new ApiError(404, 'workspace_not_found', `no workspace with id ${id}`);
+    if (ws.status === 'removed') {
+      throw new ApiError(410, 'workspace_removed', `workspace ${id} was removed at ${ws.removedAt}`, { workspace: ws });
+    }
+    return ws;
+  }
+
+  /** The stored record, whatever its status (internal use: no 404/410 mapping). */
+  find(id: string): Promise<Workspace | undefined> {
+    return this.d.workspaces.get(id);
+  }
+
+  list(filter: { status?: WorkspaceStatus[]; parentId?: string }): Promise<Workspace[]> {
+    return this.d.workspaces.list(filter);
+  }
+
+  // ---- create --------------------------------------------------------------------------------------------
+
+  async create(input: CreateInput, idempotencyKey?: string): Promise<{ workspace: Workspace; created: boolean }> {
+    if (idempotencyKey) {
+      const prior = await this.d.workspaces.byIdempotencyKey(idempotencyKey);
+      if (prior) return { workspace: prior, created: false };
+    }
+    if (input.parent_id) {
+      const parent = await this.d.workspaces.get(input.parent_id);
+      if (!parent || parent.status === 'removed') {
+        throw new ApiError(400, 'unknown_parent', `parent_id ${input.parent_id} is not a live workspace`);
+      }
+    }
+    const problem = this.d.provisioner.validate?.({ region: input.region ?? null, tier: input.tier, runtime: input.runtime });
+    if (problem) throw new ApiError(400, 'invalid_for_backend', problem);
+
+    const now = new Date().toISOString();
+    const ws: Workspace = {
+      id: crypto.randomUUID(),
+      name: input.name,
+      role: input.role ?? '',
+      runtime: input.runtime,
+      tier: input.tier,
+      region: input.region ?? null,
+      parentId: input.parent_id ?? null,
+      env: input.env ?? {},
+      status: 'provisioning',
+      statusReason: 'created',
+      statusChangedAt: now,
+      backend: this.d.provisioner.name,
+      instanceId: null,
+      instance: null,
+      agentUrl: null,
+      agentCard: null,
+      idempotencyKey: idempotencyKey ?? null,
+      restarts: [],
+      restartCount: 0,
+      nextRestartAt: null,
+      lastHeartbeatAt: null,
+      heartbeat: null,
+      needsRestart: false,
+      createdAt: now,
+      updatedAt: now,
+      readyAt: null,
+      removedAt: null,
+    };
+    try {
+      await this.d.workspaces.insert(ws);
+    } catch (e) {
+      // Two concurrent requests with one Idempotency-Key: the unique index let one through; answer with it.
+      if (idempotencyKey) {
+        const prior = await this.d.workspaces.byIdempotencyKey(idempotencyKey);
+        if (prior) return { workspace: prior, created: false };
+      }
+      throw e;
+    }
+    // Tokens and secrets are committed before any backend is asked for anything: the agent may register at once.
+    await this.mintTokens(ws.id);
+    for (const [k, v] of Object.entries(input.secrets ?? {})) {
+      await this.d.secrets.put(ws.id, k, this.d.sealer.seal(v, secretAad(ws.id, k)));
+    }
+    await this.d.bus.publish('workspace.created', ws.id, {
+      name: ws.name,
+      runtime: ws.runtime,
+      tier: ws.tier,
+      region: ws.region,
+      backend: ws.backend,
+    });
+    await this.d.bus.publish('workspace.status', ws.id, { from: null, to: 'provisioning', reason: 'created' });
+    this.spawn(this.launch(ws.id, 'start'));
+    return { workspace: ws, created: true };
+  }
+
+  // ---- user actions --------------------------------------------------------------------------------------
+
+  async patch(id: string, input: PatchInput): Promise<Workspace> {
+    return this.withLock(id, async () => {
+      const ws = await this.get(id);
+      if (ws.status === 'removing') throw new ApiError(409, 'invalid_state', `workspace ${id} is being removed`);
+      const affectsInstance =
+        (input.tier !== undefined && input.tier !== ws.tier) ||
+        (input.env !== undefined && JSON.stringify(input.env) !== JSON.stringify(ws.env)) ||
+        (input.name !== undefined && input.name !== ws.name) ||
+        (input.role !== undefined && input.role !== ws.role);
+      if (input.tier !== undefined) {
+        const problem = this.d.provisioner.validate?.({ region: ws.region, tier: input.tier, runtime: ws.runtime });
+        if (problem) throw new ApiError(400, 'invalid_for_backend', problem);
+      }
+      const hasInstance = ws.instanceId !== null && ws.status !== 'failed';
+      const updated = await this.d.workspaces.update(id, {
+        ...input,
+        needsRestart: ws.needsRestart || (affectsInstance && hasInstance),
+      });
+      await this.d.bus.publish('workspace.updated', id, {
+        fields: Object.keys(input),
+        needs_restart: updated!.needsRestart,
+      });
+      return updated!;
+    });
+  }
+
+  async restart(id: string): Promise<Workspace> {
+    return this.act(id, 'restart', async (ws) => {
+      await this.transition(ws, 'provisioning', 'restart requested', { restarts: [], nextRestartAt: null });
+      this.spawn(this.launch(id, ws.status === 'paused' ? 'resume' : 'restart'));
+    });
+  }
+
+  async pause(id: string): Promise<Workspace> {
+    return this.act(id, 'pause', async (ws) => {
+      if (ws.instanceId) await this.d.provisioner.stop(ws.instanceId);
+      await this.transition(ws, 'paused', 'paused by request', { nextRestartAt: null });
+    });
+  }
+
+  async resume(id: string): Promise<Workspace> {
+    return this.act(id, 'resume', async (ws) => {
+      await this.transition(ws, 'provisioning', 'resume requested', { restarts: [] });
+      this.spawn(this.launch(id, 'resume'));
+    });
+  }
+
+  /** Starts removal; the instance is destroyed in the background and the workspace then reads `removed` (410). */
+  async remove(id: string, opts: { confirm?: boolean } = {}): Promise<Workspace> {
+    await this.get(id);
+    const children = (await this.d.workspaces.list({ parentId: id })).filter((c) => c.status !== 'removed');
+    if (children.length && !opts.confirm) {
+      throw new ApiError(409, 'confirmation_required', `workspace ${id} has ${children.length} child workspace(s); repeat with ?confirm=true to remove them too`, {
+        children: children.map((c) => ({ id: c.id, name: c.name, status: c.status })),
+      });
+    }
+    for (const c of children) await this.remove(c.id, opts);
+    // Revoke first: from here on the agent can neither register nor heartbeat.
+    await this.d.tokens.revokeAll(id);
+    this.agentTokens.delete(id);
+    const res = await this.act(id, 'delete', async (cur) => {
+      if (cur.status !== 'removing') await this.transition(cur, 'removing', 'delete requested', { nextRestartAt: null });
+    });
+    this.spawn(this.destroy(id));
+    return res;
+  }
+
+  /** Runs a user action under the workspace lock after checking it is allowed from the current status. */
+  private async act(id: string, action: Action, fn: (ws: Workspace) => Promise<void>): Promise<Workspace> {
+    return this.withLock(id, async () => {
+      const ws = await this.get(id);
+      const allowed = ACTIONS[action] as readonly WorkspaceStatus[];
+      if (!allowed.includes(ws.status)) {
+        throw new ApiError(409, 'invalid_state', `cannot ${action} workspace ${id} while it is ${ws.status}; allowed from: ${allowed.join(', ')}`, {
+          status: ws.status,
+        });
+      }
+      await fn(ws);
+      return (await this.d.workspaces.get(id))!;
+    });
+  }
+
+  // ---- secrets -------------------------------------------------------------------------------------------
+
+  /** Marks workspaces whose instance would see a changed secret (all of them for a global secret). */
+  async secretsChanged(scope: string): Promise<void> {
+    const affected = scope === 'global' ? await this.d.workspaces.list({}) : [await this.get(scope)];
+    for (const ws of affected) {
+      if (ws.instanceId && !ws.needsRestart && ws.status !== 'removing') {
+        await this.d.workspaces.update(ws.id, { needsRestart: true });
+      }
+    }
+  }
+
+  // ---- agent-facing --------------------------------------------------------------------------------------
+
+  async register(token: string | undefined, body: RegisterRequest): Promise<RegistryResponse> {
+    const ws = await this.byWorkspaceToken(token);
+    if (ws.status === 'paused' || ws.status === 'failed') {
+      throw new ApiError(409, 'invalid_state', `workspace ${ws.id} is ${ws.status}; it does not accept registrations`);
+    }
+    const now = new Date().toISOString();
+    await this.d.workspaces.update(ws.id, { agentUrl: body.url, agentCard: body.agent_card, lastHeartbeatAt: now });
+    await this.d.bus.publish('workspace.step', ws.id, { step: 'registered', agent_url: body.url });
+    let status = ws.status;
+    if (ws.status !== 'ready') {
+      if (await this.transition(ws, 'ready', 'agent registered', { readyAt: now, nextRestartAt: null })) status = 'ready';
+    }
+    return { workspace_id: ws.id, status, heartbeat_interval_s: this.d.config.timing.heartbeatIntervalS };
+  }
+
+  async heartbeat(token: string | undefined, body: HeartbeatRequest): Promise<RegistryResponse> {
+    const ws = await this.byWorkspaceToken(token);
+    if (ws.status === 'paused' || ws.status === 'failed') {
+      throw new ApiError(409, 'invalid_state', `workspace ${ws.id} is ${ws.status}; it does not accept heartbeats`);
+    }
+    const now = new Date().toISOString();
+    await this.d.workspaces.update(ws.id, { lastHeartbeatAt: now, heartbeat: { ...body, at: now } });
+    let target: WorkspaceStatus | null = null;
+    let reason = '';
+    if (ws.status === 'provisioning' || ws.status === 'offline') {
+      [target, reason] = ['ready', 'first heartbeat'];
+    } else if (ws.status === 'ready' && body.error_rate >= ERROR_RATE_DEGRADED) {
+      [target, reason] = ['degraded', `error rate ${(body.error_rate * 100).toFixed(0)}% over recent turns`];
+    } else if (ws.status === 'degraded' && body.error_rate < ERROR_RATE_DEGRADED) {
+      [target, reason] = ['ready', `error rate back to ${(body.error_rate * 100).toFixed(0)}%`];
+    }
+    let status = ws.status;
+    if (target && (await this.transition(ws, target, reason, target === 'ready' && !ws.readyAt ? { readyAt: now } : {}))) status = target;
+    return { workspace_id: ws.id, status, heartbeat_interval_s: this.d.config.timing.heartbeatIntervalS };
+  }
+
+  private async byWorkspaceToken(token: string | undefined): Promise<Workspace> {
+    if (!token) throw new ApiError(401, 'missing_token', 'Authorization: Bearer <workspace token> is required');
+    const row = await this.d.tokens.findActiveByHash(hashToken(token));
+    if (!row || row.kind !== 'workspace') {
+      // A revoked token of a removed workspace says so, so the agent can stop instead of retrying forever.
+      throw new ApiError(401, 'invalid_token', 'the workspace token is not valid (revoked, or never issued)');
+    }
+    const ws = await this.d.workspaces.get(row.workspace_id);
+    if (!ws || ws.status === 'removed' || ws.status === 'removing') {
+      throw new ApiError(410, 'workspace_removed', `workspace ${row.workspace_id} was removed`);
+    }
+    return ws;
+  }
+
+  /** How the proxy reaches a routable workspace's agent; 503 with the status while it is not routable. */
+  async agentTarget(id: string): Promise<AgentTarget> {
+    const ws = await this.get(id);
+    if (!ROUTABLE.includes(ws.status) || !ws.instance?.url) {
+      throw new ApiError(503, 'workspace_not_ready', `workspace ${id} is ${ws.status}${ws.statusReason ? ` (${ws.statusReason})` : ''}; A2A needs it ready`, {
+        status: ws.status,
+      });
+    }
+    let token = this.agentTokens.get(id);
+    if (!token) {
+      const row = await this.d.tokens.active(id, 'agent');
+      if (!row) throw new ApiError(503, 'workspace_not_ready', `workspace ${id} has no agent token`);
+      token = this.d.sealer.open(row.sealed, tokenAad(id, 'agent'));
+      this.agentTokens.set(id, token);
+    }
+    return { url: ws.instance.url, headers: ws.instance.headers ?? {}, token };
+  }
+
+  logs(ws: Workspace, opts: { tail?: number; follow?: boolean; signal?: AbortSignal }): AsyncIterable<string> {
+    if (!ws.instanceId) return (async function* () {})();
+    return this.d.provisioner.logs(ws.instanceId, opts);
+  }
+
+  // ---- lifecycle internals (also used by the liveness monitor and the reconciler) ------------------------
+
+  /**
+   * Moves a workspace to `to` if it is still in the status we read. Returns false when someone else moved it
+   * first. Every successful change is one event with its reason.
+   */
+  async transition(ws: Workspace, to: WorkspaceStatus, reason: string, patch: Partial<Workspace> = {}): Promise<boolean> {
+    if (!canTransition(ws.status, to)) {
+      throw new Error(`status machine: ${ws.status} → ${to} is not a transition (${reason})`);
+    }
+    const now = new Date().toISOString();
+    const ok = await this.d.workspaces.updateIfStatus(ws.id, [ws.status], {
+      ...patch,
+      status: to,
+      statusReason: reason,
+      statusChangedAt: now,
+    });
+    if (!ok) return false;
+    this.d.logger.info({ workspace_id: ws.id, from: ws.status, to, reason }, 'workspace status');
+    await this.d.bus.publish('workspace.status', ws.id, { from: ws.status, to, reason });
+    ws.status = to;
+    return true;
+  }
+
+  /** Asks the backend for an instance; the workspace must be `provisioning`. Failures end in `failed` with the reason. */
+  async launch(id: string, kind: 'start' | 'restart' | 'resume'): Promise<void> {
+    await this.withLock(id, async () => {
+      const ws = await this.d.workspaces.get(id);
+      if (!ws || ws.status !== 'provisioning') return;
+      const spec = await this.spec(ws);
+      await this.d.bus.publish('workspace.step', id, {
+        step: 'instance requested',
+        action: kind,
+        backend: this.d.provisioner.name,
+        image: spec.image,
+        tier: ws.tier,
+        region: spec.region,
+      });
+      try {
+        const p = this.d.provisioner;
+        const handle =
+          kind === 'start' || !ws.instanceId
+            ? await p.start(spec)
+            : kind === 'resume'
+              ? await p.resume(ws.instanceId, spec)
+              : await p.restart(ws.instanceId, spec);
+        await this.d.workspaces.update(id, {
+          instanceId: handle.instanceId,
+          instance: { url: handle.url, headers: handle.headers, details: handle.details },
+          needsRestart: false,
+        });
+        await this.d.bus.publish('workspace.step', id, {
+          step: 'instance started',
+          instance_id: handle.instanceId,
+          ...handle.details,
+        });
+      } catch (e) {
+        const reason = e instanceof ProvisionError ? `${e.code}: ${e.message}` : `backend error: ${(e as Error).message}`;
+        this.d.logger.warn({ workspace_id: id, err: (e as Error).message }, 'instance start failed');
+        const cur = await this.d.workspaces.get(id);
+        if (cur && cur.status === 'provisioning') await this.transition(cur, 'failed', reason);
+      }
+    });
+  }
+
+  /** The complete environment and shape of the instance. Reserved contract variables always win. */
+  private async spec(ws: Workspace): Promise<InstanceSpec> {
+    const env: Record<string, string> = { ...ws.env };
+    for (const scope of ['global', ws.id]) {
+      for (const s of await this.d.secrets.list(scope)) env[s.key] = this.d.sealer.open(s.sealed, secretAad(scope, s.key));
+    }
+    const wsToken = await this.d.tokens.active(ws.id, 'workspace');
+    const agentToken = await this.d.tokens.active(ws.id, 'agent');
+    if (!wsToken || !agentToken) throw new ProvisionError('START_FAILED', 'workspace tokens are missing (revoked?)');
+    Object.assign(env, {
+      [AGENT_ENV.workspaceId]: ws.id,
+      [AGENT_ENV.workspaceName]: ws.name,
+      [AGENT_ENV.workspaceRole]: ws.role,
+      [AGENT_ENV.workspaceRuntime]: ws.runtime,
+      [AGENT_ENV.workspaceTier]: String(ws.tier),
+      [AGENT_ENV.platformUrl]: this.d.platformUrl(),
+      [AGENT_ENV.workspaceToken]: this.d.sealer.open(wsToken.sealed, tokenAad(ws.id, 'workspace')),
+      [AGENT_ENV.agentToken]: this.d.sealer.open(agentToken.sealed, tokenAad(ws.id, 'agent')),
+      [AGENT_ENV.region]: ws.region ?? this.d.provisioner.defaultRegion,
+      [AGENT_ENV.heartbeatIntervalS]: String(this.d.config.timing.heartbeatIntervalS),
+      [AGENT_ENV.port]: '8000',
+    });
+    return {
+      workspaceId: ws.id,
+      name: ws.name,
+      runtime: ws.runtime,
+      tier: ws.tier,
+      region: ws.region,
+      image: imageFor(ws.runtime, this.d.config.runtimeImage),
+      env,
+    };
+  }
+
+  private async mintTokens(workspaceId: string): Promise<void> {
+    for (const kind of ['workspace', 'agent'] as const) {
+      const token = mintToken(kind);
+      await this.d.tokens.insert({
+        id: crypto.randomUUID(),
+        workspaceId,
+        kind,
+        hash: hashToken(token),
+        sealed: this.d.sealer.seal(token, tokenAad(workspaceId, kind)),
+      });
+    }
+  }
+
+  /** Destroys the instance of a `removing` workspace; on failure it stays `removing` and the monitor retries. */
+  async destroy(id: string): Promise<void> {
+    await this.withLock(id, async () => {
+      const ws = await this.d.workspaces.get(id);
+      if (!ws || ws.status !== 'removing') return;
+      try {
+        if (ws.instanceId) await this.d.provisioner.destroy(ws.instanceId);
+      } catch (e) {
+        const reason = `delete requested; destroying the instance failed, will retry: ${(e as Error).message}`;
+        await this.transition(ws, 'removing', reason);
+        return;
+      }
+      await this.d.secrets.deleteScope(id);
+      await this.transition(ws, 'removed', 'instance destroyed', { removedAt: new Date().toISOString() });
+    });
+  }
+
+  /**
+   * The instance is gone while the workspace should be running. Schedules an automatic restart with
+   * exponential backoff, or ends in `failed` when it keeps dying (crash loop).
+   */
+  async markOffline(ws: Workspace, reason: string): Promise<void> {
+    const t = this.d.config.timing;
+    const now = Date.now();
+    const recent = ws.restarts.filter((at) => now - Date.parse(at) < t.crashWindowMs);
+    if (recent.length >= t.crashLoopMax) {
+      const mins = Math.round(t.crashWindowMs / 60000);
+      const why = `crash loop: the agent stopped ${recent.length + 1} times within ${mins} min; last: ${reason}`;
+      if (ws.status !== 'offline') await this.transition(ws, 'offline', reason);
+      await this.transition(ws, 'failed', why, { nextRestartAt: null });
+      return;
+    }
+    const delay = Math.min(t.restartBackoffMs * 2 ** recent.length, t.restartBackoffMaxMs);
+    const next = new Date(now + delay).toISOString();
+    const ok =
+      ws.status === 'offline'
+        ? !!(await this.d.workspaces.update(ws.id, { nextRestartAt: next }))
+        : await this.transition(ws, 'offline', `${reason}; restarting in ${(delay / 1000).toFixed(1)} s`, { nextRestartAt: next, restarts: recent });
+    if (ok) this.wakeAt(delay);
+  }
+
+  /** Restarts an `offline` workspace whose backoff has passed. */
+  async autoRestart(ws: Workspace): Promise<void> {
+    const restarts = [...ws.restarts, new Date().toISOString()];
+    const attempt = restarts.length;
+    const ok = await this.transition(ws, 'provisioning', `automatic restart (attempt ${attempt})`, {
+      restarts,
+      restartCount: ws.restartCount + 1,
+      nextRestartAt: null,
+    });
+    if (ok) this.spawn(this.launch(ws.id, 'restart'));
+  }
+
+  /** Unsolicited news from a backend (a process exited, a machine stopped). */
+  async onInstanceEvent(ev: InstanceEvent): Promise<void> {
+    await this.withLock(ev.workspaceId, async () => {
+      const ws = await this.d.workspaces.get(ev.workspaceId);
+      if (!ws || ws.instanceId !== ev.instanceId) return;
+      await this.d.bus.publish('workspace.instance', ws.id, { instance_id: ev.instanceId, state: ev.state, reason: ev.reason ?? null });
+      if (ev.state === 'running' || ev.state === 'starting' || ev.state === 'unknown') return;
+      if (ws.status === 'ready' || ws.status === 'degraded' || ws.status === 'provisioning') {
+        await this.markOffline(ws, `instance ${ev.state}: ${ev.reason ?? 'no reason given'}`);
+      }
+    });
+  }
+
+  /** Runs due automatic restarts now rather than at the next monitor tick. */
+  onWake: (() => void) | undefined;
+  private wakeAt(delayMs: number): void {
+    if (this.closed) return;
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      this.onWake?.();
+    }, delayMs + 5);
+    t.unref();
+    this.timers.add(t);
+  }
+
+  withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.locks.set(id, tail);
+    void tail.then(() => {
+      if (this.locks.get(id) === tail) this.locks.delete(id);
+    });
+    return run;
+  }
+
+  /** Background work is tracked so shutdown can wait for it and errors are logged, never lost. */
+  spawn(p: Promise<unknown>): void {
+    const tracked = p.catch((e) => this.d.logger.error({ err: e }, 'background lifecycle task failed'));
+    this.background.add(tracked);
+    void tracked.finally(() => this.background.delete(tracked));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+    await Promise.allSettled([...this.background]);
+  }
+}

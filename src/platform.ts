@@ -1,0 +1,78 @@
+import fs from 'node:fs';
+import pino, { type Logger } from 'pino';
+import { createProvisioner } from './backends/index.js';
+import type { Provisioner } from './backends/provisioner.js';
+import { loadConfig, type Config } from './core/config.js';
+import { Sealer } from './core/crypto.js';
+import { EventBus } from './core/events.js';
+import { LivenessMonitor } from './core/liveness.js';
+import { reconcile } from './core/reconcile.js';
+import { WorkspaceService } from './core/workspaces.js';
+import { buildApp, type App } from './server/app.js';
+import { createMetrics } from './server/metrics.js';
+import { openStore } from './store/db.js';
+import { EventRepo, SecretRepo, TokenRepo, WorkspaceRepo } from './store/repositories.js';
+
+export interface Platform {
+  app: App;
+  url: string;
+  config: Config;
+  svc: WorkspaceService;
+  provisioner: Provisioner;
+  monitor: LivenessMonitor;
+  /** Stops the API and timers; workspace instances keep running (a restarted platform adopts them). */
+  close(): Promise<void>;
+}
+
+const version = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version as string;
+
+/** Composition root: store, backend, lifecycle service, monitor, API. */
+export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Logger; provisioner?: Provisioner } = {}): Promise<Platform> {
+  const config = loadConfig(opts.env ?? process.env);
+  const logger = opts.logger ?? pino({ level: config.logLevel, redact: ['req.headers.authorization', '*.token', '*.secrets'] });
+  const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
+  const sealer = Sealer.load(config.dataDir, config.secretsKey);
+  const workspaces = new WorkspaceRepo(store.db);
+  const tokens = new TokenRepo(store.db);
+  const secrets = new SecretRepo(store.db);
+  const bus = new EventBus(new EventRepo(store.db));
+  const provisioner = opts.provisioner ?? (await createProvisioner(config, logger));
+  logger.info({ backend: provisioner.describe() }, `backend: ${provisioner.name}`);
+
+  let platformUrl = config.platformUrl ?? '';
+  const svc = new WorkspaceService({ config, workspaces, tokens, secrets, bus, provisioner, sealer, logger, platformUrl: () => platformUrl });
+  const unwatch = provisioner.watch((ev) => svc.spawn(svc.onInstanceEvent(ev)));
+  const metrics = createMetrics(workspaces, bus);
+  const monitor = new LivenessMonitor(svc, provisioner, config, logger);
+  const app = await buildApp({ config, logger, store, workspaces, secrets, sealer, bus, svc, provisioner, metrics, version });
+
+  await app.listen({ port: config.port, host: config.host });
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.port;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const url = `http://${host}:${port}`;
+  if (!config.platformUrl) platformUrl = `http://${config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : host}:${port}`;
+
+  // Reconcile only once agents can reach us: adopted agents heartbeat right away.
+  await reconcile(svc, provisioner, logger);
+  monitor.start();
+  logger.info({ url, platform_url: platformUrl, database: store.kind }, 'platform listening');
+
+  return {
+    app,
+    url,
+    config,
+    svc,
+    provisioner,
+    monitor,
+    async close() {
+      await monitor.stop();
+      await app.close();
+      await svc.close();
+      unwatch();
+      metrics.close();
+      await provisioner.close();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,160 @@
+import crypto from 'node:crypto';
+import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import fastifyWebsocket from '@fastify/websocket';
+import {
+  hasZodFastifySchemaValidationErrors,
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import type { Logger } from 'pino';
+import type { Provisioner } from '../backends/provisioner.js';
+import type { Config } from '../core/config.js';
+import { ApiError } from '../core/errors.js';
+import type { EventBus } from '../core/events.js';
+import type { WorkspaceService } from '../core/workspaces.js';
+import type { Store } from '../store/db.js';
+import type { SecretRepo, WorkspaceRepo } from '../store/repositories.js';
+import type { Sealer } from '../core/crypto.js';
+import type { Metrics } from './metrics.js';
+import { a2aRoutes } from './routes/a2a.js';
+import { eventRoutes } from './routes/events.js';
+import { healthRoutes } from './routes/health.js';
+import { registryRoutes } from './routes/registry.js';
+import { secretRoutes } from './routes/secrets.js';
+import { workspaceRoutes } from './routes/workspaces.js';
+
+export interface AppDeps {
+  config: Config;
+  logger: Logger;
+  store: Store;
+  workspaces: WorkspaceRepo;
+  secrets: SecretRepo;
+  sealer: Sealer;
+  bus: EventBus;
+  svc: WorkspaceService;
+  provisioner: Provisioner;
+  metrics: Metrics;
+  version: string;
+}
+
+export type App = FastifyInstance<any, any, any, any, ZodTypeProvider>;
+
+/** Routes that never need the admin token: agents authenticate with their own token; probes need health. */
+const OPEN_ROUTES = ['/healthz', '/registry/register', '/registry/heartbeat'];
+
+export async function buildApp(deps: AppDeps): Promise<App> {
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    // Heartbeats would drown the log; errors and lifecycle changes are logged where they happen.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 256 * 1024,
+    // Never log or echo Authorization headers.
+    requestIdHeader: 'x-request-id',
+    genReqId: () => crypto.randomUUID(),
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler as any);
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send({ error: `no route for ${req.method} ${req.url.split('?')[0]}`, code: 'route_not_found' });
+  });
+
+  app.addHook('onRequest', async (req) => {
+    (req as any).startedAt = process.hrtime.bigint();
+    if (!deps.config.adminToken) return;
+    const path = req.url.split('?')[0];
+    if (OPEN_ROUTES.includes(path)) return;
+    const given = bearer(req.headers.authorization) ?? tokenFromQuery(req.url);
+    if (!given || !safeEqual(given, deps.config.adminToken)) {
+      throw new ApiError(401, 'unauthorized', 'this API needs Authorization: Bearer <MOLECULE_ADMIN_TOKEN>');
+    }
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    const started = (req as any).startedAt as bigint | undefined;
+    if (!started) return;
+    const route = req.routeOptions.url ?? 'unmatched';
+    deps.metrics.httpDuration.observe(
+      { method: req.method, route, status: String(reply.statusCode) },
+      Number(process.hrtime.bigint() - started) / 1e9,
+    );
+  });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: {
+        title: 'Molecule platform API',
+        version: deps.version,
+        description: 'Provisions AI-agent workspaces on a pluggable backend and routes A2A JSON-RPC to them.',
+      },
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  await app.register(fastifyWebsocket);
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
+    reply.header('content-type', deps.metrics.registry.contentType);
+    return deps.metrics.registry.metrics();
+  });
+
+  await app.register(healthRoutes(deps));
+  await app.register(workspaceRoutes(deps));
+  await app.register(secretRoutes(deps));
+  await app.register(registryRoutes(deps));
+  await app.register(eventRoutes(deps));
+  await app.register(a2aRoutes(deps));
+  return app;
+}
+
+export function bearer(header: string | undefined): string | undefined {
+  const m = header?.match(/^Bearer\s+(\S+)\s*$/i);
+  return m?.[1];
+}
+
+/** Browsers cannot set headers on EventSource/WebSocket: accept ?token= there. */
+function tokenFromQuery(url: string): string | undefined {
+  const q = url.indexOf('?');
+  if (q < 0) return undefined;
+  return new URLSearchParams(url.slice(q + 1)).get('token') ?? undefined;
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const ha = crypto.createHash('sha256').update(a).digest();
+  const hb = crypto.createHash('sha256').update(b).digest();
+  return crypto.timingSafeEqual(ha, hb);
+}
+
+/** Every error leaves as {error, code}. Caller mistakes are 4xx; only our own faults are 5xx. */
+function errorHandler(this: FastifyInstance, err: FastifyError, req: any, reply: any) {
+  if (err instanceof ApiError) {
+    return reply.code(err.statusCode).send({ error: err.message, code: err.code, ...err.extra });
+  }
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    const where = err.validationContext ?? 'request';
+    const issues = err.validation.map((v) => {
+      const path = (v.instancePath || '').replace(/^\//, '').replaceAll('/', '.');
+      return `${where}${path ? `.${path}` : ''}: ${v.message}`;
+    });
+    return reply.code(400).send({ error: issues.join('; '), code: 'invalid_request', issues });
+  }
+  if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    return reply.code(413).send({ error: 'request body is too large', code: 'payload_too_large' });
+  }
+  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    return reply.code(415).send({ error: 'send the body as application/json', code: 'unsupported_media_type' });
+  }
+  if (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || (err.statusCode === 400 && err instanceof SyntaxError) || err.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
+    return reply.code(400).send({ error: `the body is not valid JSON: ${err.message}`, code: 'invalid_json' });
+  }
+  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+    return reply.code(err.statusCode).send({ error: err.message, code: (err.code ?? 'bad_request').toLowerCase() });
+  }
+  req.log.error({ err }, 'unhandled error');
+  return reply.code(500).send({ error: 'internal error; see the platform log', code: 'internal' });
+}

@@ -1,0 +1,42 @@
+import client from 'prom-client';
+import type { WorkspaceRepo } from '../store/repositories.js';
+import type { EventBus } from '../core/events.js';
+import { WORKSPACE_STATUSES } from '../core/types.js';
+
+/** Prometheus metrics on a registry of our own (tests build several apps in one process). */
+export function createMetrics(workspaces: WorkspaceRepo, bus: EventBus) {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  const httpDuration = new client.Histogram({
+    name: 'molecule_http_request_duration_seconds',
+    help: 'REST API request duration',
+    labelNames: ['method', 'route', 'status'],
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+    registers: [registry],
+  });
+  const a2a = new client.Counter({
+    name: 'molecule_a2a_requests_total',
+    help: 'A2A requests through the proxy, by outcome',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const events = new client.Counter({
+    name: 'molecule_events_total',
+    help: 'Lifecycle events published',
+    labelNames: ['type'],
+    registers: [registry],
+  });
+  new client.Gauge({
+    name: 'molecule_workspaces',
+    help: 'Workspaces by status',
+    labelNames: ['status'],
+    registers: [registry],
+    async collect() {
+      const counts = await workspaces.countByStatus();
+      for (const s of WORKSPACE_STATUSES) this.set({ status: s }, counts[s] ?? 0);
+    },
+  });
+  const unsubscribe = bus.subscribe((ev) => events.inc({ type: ev.type }));
+  return { registry, httpDuration, a2a, close: unsubscribe };
+}
+export type Metrics = ReturnType<typeof createMetrics>;

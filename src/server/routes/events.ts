@@ -1,0 +1,69 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { AppDeps } from '../app.js';
+import { EventsQuery } from '../schemas.js';
+import type { PlatformEvent } from '../../core/types.js';
+
+/** Live events as SSE (`GET /events`, resumable with Last-Event-ID or ?after=) and over a WebSocket (`GET /ws`). */
+export function eventRoutes(deps: AppDeps): FastifyPluginAsync {
+  const wire = (ev: PlatformEvent) => ({ id: ev.id, type: ev.type, workspace_id: ev.workspace_id, at: ev.at, data: ev.data });
+  return async (plain) => {
+    const app = plain.withTypeProvider<ZodTypeProvider>();
+
+    app.get(
+      '/events',
+      { schema: { tags: ['events'], summary: 'Server-sent events: {type, workspace_id, at, data}', querystring: EventsQuery } },
+      async (req, reply) => {
+        const filter = req.query.workspace_id;
+        const lastId = Number(req.headers['last-event-id']) || req.query.after;
+        reply.hijack();
+        const res = reply.raw;
+        res.writeHead(200, {
+          'content-type': 'text/event-stream',
+          'cache-control': 'no-cache',
+          connection: 'keep-alive',
+          'x-accel-buffering': 'no',
+        });
+        res.write(': connected\n\n');
+        const send = (ev: PlatformEvent) => {
+          if (filter && ev.workspace_id !== filter) return;
+          res.write(`id: ${ev.id}\nevent: ${ev.type}\ndata: ${JSON.stringify(wire(ev))}\n\n`);
+        };
+        // Subscribe before replaying, buffering live events, so nothing falls between the two.
+        const pending: PlatformEvent[] = [];
+        let replaying = true;
+        let sentUpTo = lastId ?? 0;
+        const unsubscribe = deps.bus.subscribe((ev) => {
+          if (replaying) pending.push(ev);
+          else if (ev.id > sentUpTo) {
+            sentUpTo = ev.id;
+            send(ev);
+          }
+        });
+        const keepalive = setInterval(() => res.write(': keepalive\n\n'), 15000);
+        res.on('close', () => {
+          clearInterval(keepalive);
+          unsubscribe();
+        });
+        if (lastId) {
+          for (const ev of await deps.bus.history({ afterId: lastId, workspaceId: filter, limit: 1000 })) {
+            sentUpTo = ev.id;
+            send(ev);
+          }
+        }
+        for (const ev of pending) if (ev.id > sentUpTo) (sentUpTo = ev.id), send(ev);
+        replaying = false;
+      },
+    );
+
+    app.get('/ws', { websocket: true, schema: { tags: ['events'], summary: 'WebSocket: one JSON event per message' } }, (socket, req) => {
+      const filter = new URLSearchParams(req.url.split('?')[1] ?? '').get('workspace_id');
+      const unsubscribe = deps.bus.subscribe((ev) => {
+        if (filter && ev.workspace_id !== filter) return;
+        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(wire(ev)));
+      });
+      socket.on('close', unsubscribe);
+      socket.on('message', () => undefined); // read-only stream; ignore what clients send
+    });
+  };
+}

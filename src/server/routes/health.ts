@@ -1,0 +1,15 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { AppDeps } from '../app.js';
+
+export function healthRoutes(deps: AppDeps): FastifyPluginAsync {
+  return async (app) => {
+    app.withTypeProvider<ZodTypeProvider>().get('/healthz', { schema: { tags: ['platform'], summary: 'Platform health, backend and workspace counts' } }, async () => ({
+      status: 'ok',
+      version: deps.version,
+      backend: deps.provisioner.describe(),
+      database: { kind: deps.store.kind },
+      workspaces: await deps.workspaces.countByStatus(),
+    }));
+  };
+}

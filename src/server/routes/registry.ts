@@ -1,0 +1,40 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { AppDeps } from '../app.js';
+import { bearer } from '../app.js';
+import { z } from 'zod';
+import { ErrorBody, HeartbeatBody, RegisterBody } from '../schemas.js';
+
+const RegistryResponse = z.object({ workspace_id: z.string(), status: z.string(), heartbeat_interval_s: z.number() });
+
+const tags = ['registry (agent-facing)'];
+
+export function registryRoutes(deps: AppDeps): FastifyPluginAsync {
+  return async (plain) => {
+    const app = plain.withTypeProvider<ZodTypeProvider>();
+    app.post(
+      '/registry/register',
+      {
+        schema: {
+          tags,
+          summary: 'An agent announces itself with its workspace token; the workspace becomes ready',
+          body: RegisterBody,
+          response: { 200: RegistryResponse, 400: ErrorBody, 401: ErrorBody, 409: ErrorBody, 410: ErrorBody },
+        },
+      },
+      async (req) => deps.svc.register(bearer(req.headers.authorization), req.body),
+    );
+    app.post(
+      '/registry/heartbeat',
+      {
+        schema: {
+          tags,
+          summary: 'Liveness and load from the agent, sent on its own timer',
+          body: HeartbeatBody,
+          response: { 200: RegistryResponse, 400: ErrorBody, 401: ErrorBody, 409: ErrorBody, 410: ErrorBody },
+        },
+      },
+      async (req) => deps.svc.heartbeat(bearer(req.headers.authorization), req.body),
+    );
+  };
+}

@@ -1,0 +1,162 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { AppDeps } from '../app.js';
+import {
+  CreateWorkspaceBody,
+  DeleteQuery,
+  ErrorBody,
+  IdParams,
+  ListQuery,
+  LogsQuery,
+  PatchWorkspaceBody,
+  WorkspaceView,
+} from '../schemas.js';
+import { workspaceView } from '../views.js';
+import type { Tier } from '../../core/types.js';
+
+const tags = ['workspaces'];
+const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 410: ErrorBody };
+
+export function workspaceRoutes(deps: AppDeps): FastifyPluginAsync {
+  const { svc } = deps;
+  return async (plain) => {
+    const app = plain.withTypeProvider<ZodTypeProvider>();
+
+    app.post(
+      '/workspaces',
+      {
+        schema: {
+          tags,
+          summary: 'Create a workspace; the backend starts its agent, which registers and turns it ready',
+          body: CreateWorkspaceBody,
+          headers: z.object({ 'idempotency-key': z.string().min(1).max(255).optional() }),
+          response: { 201: WorkspaceView, 200: WorkspaceView, ...errors },
+        },
+      },
+      async (req, reply) => {
+        const { workspace, created } = await svc.create(
+          { ...req.body, tier: req.body.tier as Tier },
+          req.headers['idempotency-key'],
+        );
+        reply.code(created ? 201 : 200);
+        return workspaceView(workspace);
+      },
+    );
+
+    app.get(
+      '/workspaces',
+      { schema: { tags, summary: 'List workspaces (removed ones only when asked for by status)', querystring: ListQuery, response: { 200: z.array(WorkspaceView), 400: ErrorBody } } },
+      async (req) => (await svc.list({ status: req.query.status, parentId: req.query.parent_id })).map(workspaceView),
+    );
+
+    app.get(
+      '/workspaces/:id',
+      { schema: { tags, summary: 'One workspace; 410 once removed', params: IdParams, response: { 200: WorkspaceView, ...errors } } },
+      async (req) => workspaceView(await svc.get(req.params.id)),
+    );
+
+    app.patch(
+      '/workspaces/:id',
+      {
+        schema: {
+          tags,
+          summary: 'Change name, role, tier or env; needs_restart tells whether the running instance is affected',
+          params: IdParams,
+          body: PatchWorkspaceBody,
+          response: { 200: WorkspaceView, ...errors },
+        },
+      },
+      async (req) => workspaceView(await svc.patch(req.params.id, { ...req.body, tier: req.body.tier as Tier | undefined })),
+    );
+
+    app.delete(
+      '/workspaces/:id',
+      {
+        schema: {
+          tags,
+          summary: 'Destroy the instance and revoke its tokens; the workspace then answers 410',
+          params: IdParams,
+          querystring: DeleteQuery,
+          response: { 202: WorkspaceView, ...errors },
+        },
+      },
+      async (req, reply) => {
+        const confirm = req.query.confirm === 'true' || req.query.confirm === '1';
+        reply.code(202);
+        return workspaceView(await svc.remove(req.params.id, { confirm }));
+      },
+    );
+
+    for (const action of ['restart', 'pause', 'resume'] as const) {
+      app.post(
+        `/workspaces/:id/${action}`,
+        {
+          schema: {
+            tags,
+            summary: `${action[0].toUpperCase()}${action.slice(1)} the workspace's instance`,
+            params: IdParams,
+            response: { 200: WorkspaceView, 202: WorkspaceView, ...errors },
+          },
+        },
+        async (req, reply) => {
+          const ws = await svc[action](req.params.id);
+          reply.code(action === 'pause' ? 200 : 202);
+          return workspaceView(ws);
+        },
+      );
+    }
+
+    app.get(
+      '/workspaces/:id/events',
+      {
+        schema: {
+          tags,
+          summary: "The workspace's timeline: provisioning steps, registration, restarts and failures with reasons",
+          params: IdParams,
+          querystring: z.object({ after: z.coerce.number().int().min(0).optional(), limit: z.coerce.number().int().min(1).max(1000).optional() }).strict(),
+        },
+      },
+      async (req) => {
+        const ws = await svc.find(req.params.id);
+        if (!ws) await svc.get(req.params.id); // 404 for unknown; a removed workspace keeps its timeline
+        return deps.bus.history({ workspaceId: req.params.id, afterId: req.query.after, limit: req.query.limit ?? 500 });
+      },
+    );
+
+    app.get(
+      '/workspaces/:id/logs',
+      {
+        schema: {
+          tags,
+          summary: "The instance's output as text lines; ?follow=1 keeps streaming",
+          params: IdParams,
+          querystring: LogsQuery,
+        },
+      },
+      async (req, reply) => {
+        const ws = await svc.get(req.params.id);
+        const follow = req.query.follow === '1' || req.query.follow === 'true';
+        const abort = new AbortController();
+        const lines = svc.logs(ws, { tail: req.query.tail ?? 200, follow, signal: abort.signal });
+        if (!follow) {
+          const out: string[] = [];
+          for await (const l of lines) out.push(l);
+          reply.type('text/plain; charset=utf-8');
+          return out.length ? `${out.join('\n')}\n` : '';
+        }
+        reply.hijack();
+        reply.raw.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
+        reply.raw.on('close', () => abort.abort());
+        try {
+          for await (const l of lines) {
+            if (!reply.raw.write(`${l}\n`)) await new Promise((r) => reply.raw.once('drain', r));
+          }
+        } catch (e) {
+          if (!abort.signal.aborted) req.log.warn({ err: e }, 'log stream ended with an error');
+        }
+        reply.raw.end();
+      },
+    );
+  };
+}

@@ -1,0 +1,158 @@
+import { z } from 'zod';
+import { RUNTIMES } from '../core/runtimes.js';
+import { WORKSPACE_STATUSES } from '../core/types.js';
+
+/**
+ * Request and response schemas: the single source for validation at the edge and for /openapi.json.
+ */
+
+const CONTROL = /[\u0000-\u001f\u007f]/;
+const CONTROL_EXCEPT_NEWLINES = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
+
+/** Keys the platform sets itself; a workspace's env or secrets may not override them. */
+export const RESERVED_ENV = [
+  'WORKSPACE_ID',
+  'WORKSPACE_NAME',
+  'WORKSPACE_ROLE',
+  'WORKSPACE_RUNTIME',
+  'WORKSPACE_TIER',
+  'PLATFORM_URL',
+  'PORT',
+  'AGENT_HOST',
+  'HEARTBEAT_INTERVAL_S',
+  'PATH',
+  'HOME',
+  'NODE_OPTIONS',
+  'LD_PRELOAD',
+  'LD_LIBRARY_PATH',
+];
+const RESERVED_PREFIXES = ['MOLECULE_', 'FLY_'];
+
+export const EnvKey = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be a letter or _ followed by letters, digits or _ (at most 128)')
+  .refine((k) => !RESERVED_ENV.includes(k.toUpperCase()) && !RESERVED_PREFIXES.some((p) => k.toUpperCase().startsWith(p)), {
+    message: `is reserved for the platform (${RESERVED_ENV.join(', ')}, ${RESERVED_PREFIXES.map((p) => `${p}*`).join(', ')})`,
+  });
+
+const EnvValue = z.string().max(32 * 1024, 'must be at most 32 KiB');
+const EnvMap = z
+  .record(EnvKey, EnvValue)
+  .refine((m) => Object.keys(m).length <= 200, 'at most 200 variables');
+
+export const Name = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(255, 'must be at most 255 characters')
+  .refine((s) => !CONTROL.test(s), 'must not contain control characters')
+  .refine((s) => s.trim().length > 0, 'must not be blank');
+
+const Role = z
+  .string()
+  .max(4000, 'must be at most 4000 characters')
+  .refine((s) => !CONTROL_EXCEPT_NEWLINES.test(s), 'must not contain control characters');
+
+export const Tier = z
+  .number({ error: 'must be an integer from 1 to 4' })
+  .int('must be an integer from 1 to 4')
+  .min(1, 'must be an integer from 1 to 4')
+  .max(4, 'must be an integer from 1 to 4');
+
+const Runtime = z.string().refine((r) => (RUNTIMES as readonly string[]).includes(r), {
+  error: (iss) => `unknown runtime ${JSON.stringify(iss.input)}; valid runtimes: ${RUNTIMES.join(', ')}`,
+});
+
+const Region = z.string().regex(/^[a-z][a-z0-9-]{1,31}$/, 'must be a region code such as ord, iad or ams');
+
+export const WorkspaceId = z.uuid({ error: 'must be a workspace id (a UUID)' });
+
+export const IdParams = z.object({ id: WorkspaceId });
+
+export const CreateWorkspaceBody = z
+  .object({
+    name: Name,
+    role: Role.optional(),
+    runtime: Runtime.default('hermes'),
+    tier: Tier.default(2),
+    region: Region.nullish(),
+    parent_id: WorkspaceId.nullish(),
+    env: EnvMap.optional(),
+    secrets: EnvMap.optional().describe('stored encrypted; only names are ever returned'),
+  })
+  .strict();
+
+export const PatchWorkspaceBody = z
+  .object({ name: Name.optional(), role: Role.optional(), tier: Tier.optional(), env: EnvMap.optional() })
+  .strict()
+  .refine((b) => Object.keys(b).length > 0, 'give at least one of name, role, tier, env');
+
+const StatusList = z
+  .string()
+  .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
+  .pipe(z.array(z.enum(WORKSPACE_STATUSES, { error: `must be one or more of ${WORKSPACE_STATUSES.join(', ')}` })));
+
+export const ListQuery = z.object({ status: StatusList.optional(), parent_id: WorkspaceId.optional() }).strict();
+
+export const DeleteQuery = z.object({ confirm: z.enum(['true', 'false', '1', '0']).optional() }).strict();
+
+export const LogsQuery = z
+  .object({
+    tail: z.coerce.number().int().min(0).max(10000).optional(),
+    follow: z.enum(['1', 'true', '0', 'false']).optional(),
+  })
+  .strict();
+
+export const EventsQuery = z
+  .object({
+    workspace_id: WorkspaceId.optional(),
+    after: z.coerce.number().int().min(0).optional(),
+    limit: z.coerce.number().int().min(1).max(1000).optional(),
+  })
+  .strict();
+
+export const SecretKeyParams = z.object({ key: EnvKey });
+export const WorkspaceSecretParams = z.object({ id: WorkspaceId, key: EnvKey });
+export const SecretBody = z.object({ value: EnvValue }).strict();
+
+export const RegisterBody = z.object({
+  url: z.string().max(2048),
+  agent_card: z.record(z.string(), z.unknown()),
+});
+
+export const HeartbeatBody = z.object({
+  active_tasks: z.number().int().min(0),
+  current_task: z.string().max(1000).nullable(),
+  error_rate: z.number().min(0).max(1),
+  uptime_s: z.number().min(0),
+});
+
+export const ErrorBody = z.object({ error: z.string(), code: z.string() }).passthrough();
+
+export const WorkspaceView = z.object({
+  id: z.string(),
+  name: z.string(),
+  role: z.string(),
+  runtime: z.string(),
+  tier: z.number(),
+  region: z.string().nullable(),
+  parent_id: z.string().nullable(),
+  env: z.record(z.string(), z.string()),
+  status: z.enum(WORKSPACE_STATUSES),
+  status_reason: z.string().nullable(),
+  status_changed_at: z.string(),
+  backend: z.string(),
+  instance: z
+    .object({ id: z.string(), url: z.string().nullable() })
+    .catchall(z.unknown())
+    .nullable(),
+  agent: z.object({ url: z.string().nullable(), name: z.string().nullable() }),
+  last_heartbeat_at: z.string().nullable(),
+  heartbeat: z.record(z.string(), z.unknown()).nullable(),
+  restart_count: z.number(),
+  next_restart_at: z.string().nullable(),
+  needs_restart: z.boolean(),
+  created_at: z.string(),
+  updated_at: z.string(),
+  ready_at: z.string().nullable(),
+  removed_at: z.string().nullable(),
+});

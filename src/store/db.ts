@@ -1,0 +1,47 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import SQLite from 'better-sqlite3';
+import pg from 'pg';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import type { Database } from './schema.js';
+import { migrationProvider, type DialectKind } from './migrations.js';
+
+export interface Store {
+  db: Kysely<Database>;
+  kind: DialectKind;
+  /** Where the data lives, for /healthz (a file path, or the Postgres host/db without credentials). */
+  location: string;
+  close(): Promise<void>;
+}
+
+/** Opens SQLite in the data dir, or Postgres when a postgres:// URL is given, and applies pending migrations. */
+export async function openStore(opts: { dataDir: string; databaseUrl?: string }): Promise<Store> {
+  let db: Kysely<Database>;
+  let kind: DialectKind;
+  let location: string;
+  if (opts.databaseUrl) {
+    kind = 'postgres';
+    const url = new URL(opts.databaseUrl);
+    location = `${url.hostname}:${url.port || 5432}${url.pathname}`;
+    // bigserial ids come back as strings by default; event ids stay well inside 2^53.
+    pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: opts.databaseUrl, max: 10 }) }) });
+  } else {
+    kind = 'sqlite';
+    fs.mkdirSync(opts.dataDir, { recursive: true });
+    location = path.resolve(opts.dataDir, 'molecule.db');
+    const sqlite = new SQLite(location);
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('busy_timeout = 5000');
+    sqlite.pragma('foreign_keys = ON');
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  }
+  const migrator = new Migrator({ db, provider: migrationProvider(kind) });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    await db.destroy();
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName;
+    throw new Error(`database migration ${failed ?? ''} failed: ${(error as Error).message ?? error}`);
+  }
+  return { db, kind, location, close: () => db.destroy() };
+}

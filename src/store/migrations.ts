@@ -1,0 +1,86 @@
+import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { WORKSPACE_STATUSES } from '../core/types.js';
+
+export type DialectKind = 'sqlite' | 'postgres';
+
+const statusList = WORKSPACE_STATUSES.map((s) => `'${s}'`).join(', ');
+
+/** Versioned migrations, written once for both dialects. Never edit a released migration; add a new one. */
+function migrations(kind: DialectKind): Record<string, Migration> {
+  return {
+    '0001_initial': {
+      async up(db: Kysely<any>) {
+        await db.schema
+          .createTable('workspaces')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('role', 'text', (c) => c.notNull().defaultTo(''))
+          .addColumn('runtime', 'text', (c) => c.notNull())
+          .addColumn('tier', 'integer', (c) => c.notNull().check(sql`tier between 1 and 4`))
+          .addColumn('region', 'text')
+          .addColumn('parent_id', 'text')
+          .addColumn('env', 'text', (c) => c.notNull().defaultTo('{}'))
+          .addColumn('status', 'text', (c) => c.notNull().check(sql.raw(`status in (${statusList})`)))
+          .addColumn('status_reason', 'text')
+          .addColumn('status_changed_at', 'text', (c) => c.notNull())
+          .addColumn('backend', 'text', (c) => c.notNull())
+          .addColumn('instance_id', 'text')
+          .addColumn('instance', 'text')
+          .addColumn('agent_url', 'text')
+          .addColumn('agent_card', 'text')
+          .addColumn('idempotency_key', 'text', (c) => c.unique())
+          .addColumn('restarts', 'text', (c) => c.notNull().defaultTo('[]'))
+          .addColumn('restart_count', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('next_restart_at', 'text')
+          .addColumn('last_heartbeat_at', 'text')
+          .addColumn('heartbeat', 'text')
+          .addColumn('needs_restart', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .addColumn('ready_at', 'text')
+          .addColumn('removed_at', 'text')
+          .execute();
+        await db.schema.createIndex('workspaces_status').on('workspaces').column('status').execute();
+        await db.schema.createIndex('workspaces_parent').on('workspaces').column('parent_id').execute();
+
+        await db.schema
+          .createTable('tokens')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('workspace_id', 'text', (c) => c.notNull().references('workspaces.id'))
+          .addColumn('kind', 'text', (c) => c.notNull().check(sql`kind in ('workspace', 'agent')`))
+          .addColumn('hash', 'text', (c) => c.notNull().unique())
+          .addColumn('sealed', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('revoked_at', 'text')
+          .execute();
+        await db.schema.createIndex('tokens_workspace').on('tokens').column('workspace_id').execute();
+
+        await db.schema
+          .createTable('secrets')
+          .addColumn('scope', 'text', (c) => c.notNull())
+          .addColumn('key', 'text', (c) => c.notNull())
+          .addColumn('sealed', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('secrets_pk', ['scope', 'key'])
+          .execute();
+
+        await db.schema
+          .createTable('events')
+          .addColumn('id', kind === 'postgres' ? 'bigserial' : 'integer', (c) =>
+            kind === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement(),
+          )
+          .addColumn('workspace_id', 'text')
+          .addColumn('type', 'text', (c) => c.notNull())
+          .addColumn('at', 'text', (c) => c.notNull())
+          .addColumn('data', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('events_workspace').on('events').columns(['workspace_id', 'id']).execute();
+      },
+    },
+  };
+}
+
+export function migrationProvider(kind: DialectKind): MigrationProvider {
+  return { getMigrations: async () => migrations(kind) };
+}

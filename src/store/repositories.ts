@@ -1,0 +1,213 @@
+import type { Kysely, Selectable } from 'kysely';
+import type { Database, WorkspaceRow } from './schema.js';
+import type { PlatformEvent, Workspace, WorkspaceStatus } from '../core/types.js';
+
+const json = <T>(s: string | null, fallback: T): T => (s == null ? fallback : (JSON.parse(s) as T));
+
+function toWorkspace(r: Selectable<WorkspaceRow>): Workspace {
+  return {
+    id: r.id,
+    name: r.name,
+    role: r.role,
+    runtime: r.runtime,
+    tier: r.tier as Workspace['tier'],
+    region: r.region,
+    parentId: r.parent_id,
+    env: json(r.env, {}),
+    status: r.status as WorkspaceStatus,
+    statusReason: r.status_reason,
+    statusChangedAt: r.status_changed_at,
+    backend: r.backend,
+    instanceId: r.instance_id,
+    instance: json(r.instance, null),
+    agentUrl: r.agent_url,
+    agentCard: json(r.agent_card, null),
+    idempotencyKey: r.idempotency_key,
+    restarts: json(r.restarts, []),
+    restartCount: r.restart_count,
+    nextRestartAt: r.next_restart_at,
+    lastHeartbeatAt: r.last_heartbeat_at,
+    heartbeat: json(r.heartbeat, null),
+    needsRestart: !!r.needs_restart,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    readyAt: r.ready_at,
+    removedAt: r.removed_at,
+  };
+}
+
+/** Maps a partial domain patch to column values. */
+function toColumns(p: Partial<Workspace>): Partial<WorkspaceRow> {
+  const c: Partial<WorkspaceRow> = {};
+  const set = <K extends keyof WorkspaceRow>(k: K, v: WorkspaceRow[K]) => (c[k] = v);
+  if (p.name !== undefined) set('name', p.name);
+  if (p.role !== undefined) set('role', p.role);
+  if (p.runtime !== undefined) set('runtime', p.runtime);
+  if (p.tier !== undefined) set('tier', p.tier);
+  if (p.region !== undefined) set('region', p.region);
+  if (p.parentId !== undefined) set('parent_id', p.parentId);
+  if (p.env !== undefined) set('env', JSON.stringify(p.env));
+  if (p.status !== undefined) set('status', p.status);
+  if (p.statusReason !== undefined) set('status_reason', p.statusReason);
+  if (p.statusChangedAt !== undefined) set('status_changed_at', p.statusChangedAt);
+  if (p.backend !== undefined) set('backend', p.backend);
+  if (p.instanceId !== undefined) set('instance_id', p.instanceId);
+  if (p.instance !== undefined) set('instance', p.instance == null ? null : JSON.stringify(p.instance));
+  if (p.agentUrl !== undefined) set('agent_url', p.agentUrl);
+  if (p.agentCard !== undefined) set('agent_card', p.agentCard == null ? null : JSON.stringify(p.agentCard));
+  if (p.idempotencyKey !== undefined) set('idempotency_key', p.idempotencyKey);
+  if (p.restarts !== undefined) set('restarts', JSON.stringify(p.restarts));
+  if (p.restartCount !== undefined) set('restart_count', p.restartCount);
+  if (p.nextRestartAt !== undefined) set('next_restart_at', p.nextRestartAt);
+  if (p.lastHeartbeatAt !== undefined) set('last_heartbeat_at', p.lastHeartbeatAt);
+  if (p.heartbeat !== undefined) set('heartbeat', p.heartbeat == null ? null : JSON.stringify(p.heartbeat));
+  if (p.needsRestart !== undefined) set('needs_restart', p.needsRestart ? 1 : 0);
+  if (p.readyAt !== undefined) set('ready_at', p.readyAt);
+  if (p.removedAt !== undefined) set('removed_at', p.removedAt);
+  return c;
+}
+
+export class WorkspaceRepo {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async insert(w: Workspace): Promise<void> {
+    await this.db
+      .insertInto('workspaces')
+      .values({ ...(toColumns(w) as WorkspaceRow), id: w.id, created_at: w.createdAt, updated_at: w.updatedAt })
+      .execute();
+  }
+
+  async get(id: string): Promise<Workspace | undefined> {
+    const r = await this.db.selectFrom('workspaces').selectAll().where('id', '=', id).executeTakeFirst();
+    return r && toWorkspace(r);
+  }
+
+  async byIdempotencyKey(key: string): Promise<Workspace | undefined> {
+    const r = await this.db.selectFrom('workspaces').selectAll().where('idempotency_key', '=', key).executeTakeFirst();
+    return r && toWorkspace(r);
+  }
+
+  async list(filter: { status?: WorkspaceStatus[]; parentId?: string; includeRemoved?: boolean } = {}): Promise<Workspace[]> {
+    let q = this.db.selectFrom('workspaces').selectAll().orderBy('created_at', 'asc').orderBy('id', 'asc');
+    if (filter.status?.length) q = q.where('status', 'in', filter.status);
+    else if (!filter.includeRemoved) q = q.where('status', '!=', 'removed');
+    if (filter.parentId) q = q.where('parent_id', '=', filter.parentId);
+    return (await q.execute()).map(toWorkspace);
+  }
+
+  async countByStatus(): Promise<Record<string, number>> {
+    const rows = await this.db
+      .selectFrom('workspaces')
+      .select(['status', (eb) => eb.fn.countAll<number>().as('n')])
+      .groupBy('status')
+      .execute();
+    return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+  }
+
+  /** Plain update. Returns the updated workspace. */
+  async update(id: string, patch: Partial<Workspace>): Promise<Workspace | undefined> {
+    await this.db
+      .updateTable('workspaces')
+      .set({ ...toColumns(patch), updated_at: new Date().toISOString() })
+      .where('id', '=', id)
+      .execute();
+    return this.get(id);
+  }
+
+  /** Compare-and-set on status: applies only while the status is still one of `from`. */
+  async updateIfStatus(id: string, from: WorkspaceStatus[], patch: Partial<Workspace>): Promise<boolean> {
+    const res = await this.db
+      .updateTable('workspaces')
+      .set({ ...toColumns(patch), updated_at: new Date().toISOString() })
+      .where('id', '=', id)
+      .where('status', 'in', from)
+      .executeTakeFirst();
+    return Number(res.numUpdatedRows) > 0;
+  }
+}
+
+export class TokenRepo {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async insert(t: { id: string; workspaceId: string; kind: 'workspace' | 'agent'; hash: string; sealed: string }): Promise<void> {
+    await this.db
+      .insertInto('tokens')
+      .values({ id: t.id, workspace_id: t.workspaceId, kind: t.kind, hash: t.hash, sealed: t.sealed, created_at: new Date().toISOString(), revoked_at: null })
+      .execute();
+  }
+
+  async findActiveByHash(hash: string) {
+    return this.db.selectFrom('tokens').selectAll().where('hash', '=', hash).where('revoked_at', 'is', null).executeTakeFirst();
+  }
+
+  async active(workspaceId: string, kind: 'workspace' | 'agent') {
+    return this.db
+      .selectFrom('tokens')
+      .selectAll()
+      .where('workspace_id', '=', workspaceId)
+      .where('kind', '=', kind)
+      .where('revoked_at', 'is', null)
+      .orderBy('created_at', 'desc')
+      .executeTakeFirst();
+  }
+
+  async revokeAll(workspaceId: string): Promise<void> {
+    await this.db
+      .updateTable('tokens')
+      .set({ revoked_at: new Date().toISOString() })
+      .where('workspace_id', '=', workspaceId)
+      .where('revoked_at', 'is', null)
+      .execute();
+  }
+}
+
+export class SecretRepo {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async put(scope: string, key: string, sealed: string): Promise<'created' | 'updated'> {
+    const now = new Date().toISOString();
+    const existing = await this.db.selectFrom('secrets').select('key').where('scope', '=', scope).where('key', '=', key).executeTakeFirst();
+    if (existing) {
+      await this.db.updateTable('secrets').set({ sealed, updated_at: now }).where('scope', '=', scope).where('key', '=', key).execute();
+      return 'updated';
+    }
+    await this.db.insertInto('secrets').values({ scope, key, sealed, created_at: now, updated_at: now }).execute();
+    return 'created';
+  }
+
+  async list(scope: string) {
+    return this.db.selectFrom('secrets').selectAll().where('scope', '=', scope).orderBy('key').execute();
+  }
+
+  async delete(scope: string, key: string): Promise<boolean> {
+    const r = await this.db.deleteFrom('secrets').where('scope', '=', scope).where('key', '=', key).executeTakeFirst();
+    return Number(r.numDeletedRows) > 0;
+  }
+
+  async deleteScope(scope: string): Promise<void> {
+    await this.db.deleteFrom('secrets').where('scope', '=', scope).execute();
+  }
+}
+
+export class EventRepo {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async append(e: Omit<PlatformEvent, 'id'>): Promise<PlatformEvent> {
+    const r = await this.db
+      .insertInto('events')
+      .values({ workspace_id: e.workspace_id, type: e.type, at: e.at, data: JSON.stringify(e.data) })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    return { ...e, id: Number(r.id) };
+  }
+
+  /** Events in id order, after `afterId`, optionally for one workspace. */
+  async list(opts: { workspaceId?: string; afterId?: number; limit?: number }): Promise<PlatformEvent[]> {
+    let q = this.db.selectFrom('events').selectAll().orderBy('id', 'asc');
+    if (opts.workspaceId) q = q.where('workspace_id', '=', opts.workspaceId);
+    if (opts.afterId) q = q.where('id', '>', opts.afterId);
+    if (opts.limit) q = q.limit(opts.limit);
+    const rows = await q.execute();
+    return rows.map((r) => ({ id: Number(r.id), type: r.type, workspace_id: r.workspace_id, at: r.at, data: JSON.parse(r.data) }));
+  }
+}

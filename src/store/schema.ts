@@ -1,0 +1,69 @@
+import type { Generated } from 'kysely';
+
+/** Row types as stored. Timestamps are ISO-8601 UTC strings (sortable as text on SQLite and Postgres). JSON is text. */
+export interface WorkspaceRow {
+  id: string;
+  name: string;
+  role: string;
+  runtime: string;
+  tier: number;
+  region: string | null;
+  parent_id: string | null;
+  env: string;
+  status: string;
+  status_reason: string | null;
+  status_changed_at: string;
+  backend: string;
+  instance_id: string | null;
+  /** JSON InstanceHandle minus instanceId: {url, headers, details}. */
+  instance: string | null;
+  agent_url: string | null;
+  agent_card: string | null;
+  idempotency_key: string | null;
+  /** JSON array of ISO times of automatic restarts inside the crash window. */
+  restarts: string;
+  restart_count: number;
+  next_restart_at: string | null;
+  last_heartbeat_at: string | null;
+  heartbeat: string | null;
+  needs_restart: number;
+  created_at: string;
+  updated_at: string;
+  ready_at: string | null;
+  removed_at: string | null;
+}
+
+export interface TokenRow {
+  id: string;
+  workspace_id: string;
+  kind: string;
+  hash: string;
+  /** The plaintext sealed with the secrets key, so the platform can hand it to a re-created instance. */
+  sealed: string;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+export interface SecretRow {
+  /** 'global' or a workspace id. */
+  scope: string;
+  key: string;
+  sealed: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface EventRow {
+  id: Generated<number>;
+  workspace_id: string | null;
+  type: string;
+  at: string;
+  data: string;
+}
+
+export interface Database {
+  workspaces: WorkspaceRow;
+  tokens: TokenRow;
+  secrets: SecretRow;
+  events: EventRow;
+}
