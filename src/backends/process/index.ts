@@ -150,6 +150,7 @@ export class ProcessProvisioner implements Provisioner {
     if (this.alive(rec)) {
       this.expectedExits.add(pid);
       signalGroup(pid, 'SIGTERM');
+      signalGroup(pid, 'SIGCONT'); // a stopped (frozen) process must wake to handle SIGTERM
       const deadline = Date.now() + (this.opts.stopGraceMs ?? 5000);
       while (Date.now() < deadline && this.alive(rec)) await sleep(50);
       if (this.alive(rec)) signalGroup(pid, 'SIGKILL');

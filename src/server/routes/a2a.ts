@@ -28,6 +28,8 @@ class RpcError extends Error {
     readonly rpcCode: number,
     message: string,
     readonly data?: Json,
+    /** The request's id, when the error was found after it could be read. */
+    public id?: RpcId,
   ) {
     super(message);
   }
@@ -149,7 +151,7 @@ export function a2aRoutes(deps: AppDeps): FastifyPluginAsync {
         } catch (e) {
           if (!(e instanceof RpcError)) throw e;
           deps.metrics.a2a.inc({ outcome: outcomeOf(e) });
-          return sendRpcError(reply, id, e);
+          return sendRpcError(reply, e.id ?? id, e);
         }
       },
     );
@@ -180,13 +182,14 @@ function normalise(raw: Buffer | undefined, accept: string | undefined): { id: R
     changed = true;
   }
   const id = (typeof req.id === 'string' || typeof req.id === 'number' ? req.id : null) as RpcId;
-  if (req.jsonrpc !== '2.0') throw new RpcError(400, -32600, 'jsonrpc must be "2.0"');
-  if (typeof req.method !== 'string' || !req.method) throw new RpcError(400, -32600, 'method must be a non-empty string');
+  const fail = (status: number, code: number, message: string) => new RpcError(status, code, message, undefined, id);
+  if (req.jsonrpc !== '2.0') throw fail(400, -32600, 'jsonrpc must be "2.0"');
+  if (typeof req.method !== 'string' || !req.method) throw fail(400, -32600, 'method must be a non-empty string');
   if (SEND_METHODS.has(req.method)) {
     const params = req.params as Json | undefined;
     const message = params?.message as Json | undefined;
     if (!message || typeof message !== 'object' || Array.isArray(message)) {
-      throw new RpcError(400, -32602, `${req.method} needs params.message`);
+      throw fail(400, -32602, `${req.method} needs params.message`);
     }
     if (typeof message.messageId !== 'string' || !message.messageId) {
       message.messageId = crypto.randomUUID();
