@@ -1,0 +1,134 @@
+import crypto from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { InstanceEvent, InstanceSpec, Provisioner } from '../../src/backends/provisioner.js';
+import { waitFor } from '../support/harness.js';
+
+/** What a backend's test file gives the shared suite. */
+export interface ContractSubject {
+  provisioner: Provisioner;
+  /** Kills an instance behind the backend's back (as a crash or an operator would). */
+  crash(instanceId: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+const AGENT_TOKEN = 'contract-agent-token';
+
+function spec(overrides: Partial<InstanceSpec> = {}): InstanceSpec {
+  const workspaceId = crypto.randomUUID();
+  return {
+    workspaceId,
+    name: 'contract',
+    runtime: 'hermes',
+    tier: 1,
+    region: null,
+    image: 'ghcr.io/molecule-ai/workspace-hermes:latest',
+    env: { WORKSPACE_ID: workspaceId, WORKSPACE_NAME: 'contract', MOLECULE_AGENT_TOKEN: AGENT_TOKEN, MOLECULE_REGION: 'test', PORT: '8000' },
+    ...overrides,
+  };
+}
+
+async function healthy(p: Provisioner, handle: { url: string | null; headers?: Record<string, string> }): Promise<boolean> {
+  if (!handle.url) return false;
+  try {
+    const res = await fetch(new URL('/healthz', handle.url), { headers: handle.headers, signal: AbortSignal.timeout(2000) });
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The behaviour every backend owes the core (design.md, "Backends"). Each backend's test file calls this with
+ * a subject; the same assertions run against all of them.
+ */
+export function provisionerContract(name: string, makeSubject: () => Promise<ContractSubject>) {
+  describe(`Provisioner contract: ${name}`, () => {
+    let s: ContractSubject;
+    const events: InstanceEvent[] = [];
+    const started: string[] = [];
+
+    beforeAll(async () => {
+      s = await makeSubject();
+      s.provisioner.watch((ev) => events.push(ev));
+    });
+    afterAll(async () => {
+      for (const id of started) await s.provisioner.destroy(id).catch(() => undefined);
+      await s.close();
+    });
+
+    it('describes itself for /healthz', () => {
+      const d = s.provisioner.describe();
+      expect(d.name).toBe(s.provisioner.name);
+      expect(typeof s.provisioner.defaultRegion).toBe('string');
+    });
+
+    it('starts an agent that answers, lists it, and serves its logs', async () => {
+      const sp = spec();
+      const h = await s.provisioner.start(sp);
+      started.push(h.instanceId);
+      await waitFor('agent /healthz', () => healthy(s.provisioner, h), 60_000);
+      expect((await s.provisioner.inspect(h.instanceId)).state).toBe('running');
+      const owned = await s.provisioner.list();
+      expect(owned).toContainEqual(expect.objectContaining({ instanceId: h.instanceId, workspaceId: sp.workspaceId }));
+      const lines: string[] = [];
+      for await (const l of s.provisioner.logs(h.instanceId, { tail: 50 })) lines.push(l);
+      expect(lines.join('\n')).toMatch(/\S/);
+    }, 90_000);
+
+    it('stops and resumes, restarts, and destroys idempotently', async () => {
+      const sp = spec();
+      const h = await s.provisioner.start(sp);
+      started.push(h.instanceId);
+      await waitFor('up', () => healthy(s.provisioner, h), 60_000);
+
+      await s.provisioner.stop(h.instanceId);
+      expect(['stopped', 'failed']).toContain((await s.provisioner.inspect(h.instanceId)).state);
+      expect(await healthy(s.provisioner, h)).toBe(false);
+      await s.provisioner.stop(h.instanceId); // again: not an error
+
+      const resumed = await s.provisioner.resume(h.instanceId, sp);
+      await waitFor('resumed', () => healthy(s.provisioner, resumed), 60_000);
+
+      const restarted = await s.provisioner.restart(resumed.instanceId, sp);
+      await waitFor('restarted', () => healthy(s.provisioner, restarted), 60_000);
+      expect((await s.provisioner.inspect(restarted.instanceId)).state).toBe('running');
+
+      await s.provisioner.destroy(restarted.instanceId);
+      expect((await s.provisioner.inspect(restarted.instanceId)).state).toBe('gone');
+      expect((await s.provisioner.list()).map((o) => o.instanceId)).not.toContain(restarted.instanceId);
+      await s.provisioner.destroy(restarted.instanceId);
+      expect(await healthy(s.provisioner, restarted)).toBe(false);
+    }, 120_000);
+
+    it('treats unknown instances as absent, not as errors', async () => {
+      const ghost = `ws-${crypto.randomBytes(6).toString('hex')}`;
+      await s.provisioner.destroy(ghost);
+      await s.provisioner.stop(ghost);
+      expect((await s.provisioner.inspect(ghost)).state).toBe('gone');
+    });
+
+    it('reports an instance that dies on its own, without being asked', async () => {
+      const sp = spec();
+      const h = await s.provisioner.start(sp);
+      started.push(h.instanceId);
+      await waitFor('up', () => healthy(s.provisioner, h), 60_000);
+      const before = events.length;
+      await s.crash(h.instanceId);
+      const ev = await waitFor('an instance event', async () => events.slice(before).find((e) => e.instanceId === h.instanceId && e.state !== 'running'), 30_000);
+      expect(ev.workspaceId).toBe(sp.workspaceId);
+      expect(['failed', 'stopped', 'gone']).toContain(ev.state);
+      expect(['failed', 'stopped', 'gone']).toContain((await s.provisioner.inspect(h.instanceId)).state);
+    }, 90_000);
+
+    it('does not report stops it was asked for', async () => {
+      const sp = spec();
+      const h = await s.provisioner.start(sp);
+      started.push(h.instanceId);
+      await waitFor('up', () => healthy(s.provisioner, h), 60_000);
+      const before = events.length;
+      await s.provisioner.stop(h.instanceId);
+      await s.provisioner.destroy(h.instanceId);
+      expect(events.slice(before).filter((e) => e.instanceId === h.instanceId && e.state !== 'running')).toEqual([]);
+    }, 90_000);
+  });
+}
