@@ -11,6 +11,8 @@ export interface InstanceSpec {
   /** Resolved runtime image (ignored by the process backend, which runs the built-in agent). */
   image: string;
   env: Record<string, string>;
+  /** Boot timeline: a backend reports each step ("machine created", "machine started" …) as it happens. */
+  progress?: (step: string, data?: Record<string, unknown>) => void;
 }
 
 /** How the platform reaches a running instance. Stored on the workspace so a restarted platform can route. */

@@ -363,6 +363,9 @@ export class WorkspaceService {
       const ws = await this.d.workspaces.get(id);
       if (!ws || ws.status !== 'provisioning') return;
       const spec = await this.spec(ws);
+      spec.progress = (step, data = {}) => {
+        this.spawn(this.d.bus.publish('workspace.step', id, { step, ...data }));
+      };
       await this.d.bus.publish('workspace.step', id, {
         step: 'instance requested',
         action: kind,
