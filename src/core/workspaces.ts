@@ -60,13 +60,21 @@ export const secretAad = (scope: string, key: string) => `secret:${scope}:${key}
  */
 export class WorkspaceService {
   private readonly locks = new Map<string, Promise<unknown>>();
-  /** Plaintext agent tokens, opened once: the proxy must not decrypt on every call. */
-  private readonly agentTokens = new Map<string, string>();
+  /**
+   * Routes of routable workspaces, so the proxy's hot path touches neither the database nor the cipher.
+   * Any event about a workspace drops its entry: every change of status or instance publishes one.
+   */
+  private readonly routes = new Map<string, AgentTarget>();
+  private readonly unsubscribe: () => void;
   private readonly background = new Set<Promise<unknown>>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private closed = false;
 
-  constructor(private readonly d: ServiceDeps) {}
+  constructor(private readonly d: ServiceDeps) {
+    this.unsubscribe = d.bus.subscribe((ev) => {
+      if (ev.workspace_id) this.routes.delete(ev.workspace_id);
+    });
+  }
 
   // ---- queries -------------------------------------------------------------------------------------------
 
@@ -223,7 +231,7 @@ export class WorkspaceService {
     for (const c of children) await this.remove(c.id, opts);
     // Revoke first: from here on the agent can neither register nor heartbeat.
     await this.d.tokens.revokeAll(id);
-    this.agentTokens.delete(id);
+    this.routes.delete(id);
     const res = await this.act(id, 'delete', async (cur) => {
       if (cur.status !== 'removing') await this.transition(cur, 'removing', 'delete requested', { nextRestartAt: null });
     });
@@ -312,20 +320,21 @@ export class WorkspaceService {
 
   /** How the proxy reaches a routable workspace's agent; 503 with the status while it is not routable. */
   async agentTarget(id: string): Promise<AgentTarget> {
+    const cached = this.routes.get(id);
+    if (cached) return cached;
     const ws = await this.get(id);
     if (!ROUTABLE.includes(ws.status) || !ws.instance?.url) {
       throw new ApiError(503, 'workspace_not_ready', `workspace ${id} is ${ws.status}${ws.statusReason ? ` (${ws.statusReason})` : ''}; A2A needs it ready`, {
         status: ws.status,
       });
     }
-    let token = this.agentTokens.get(id);
-    if (!token) {
-      const row = await this.d.tokens.active(id, 'agent');
-      if (!row) throw new ApiError(503, 'workspace_not_ready', `workspace ${id} has no agent token`);
-      token = this.d.sealer.open(row.sealed, tokenAad(id, 'agent'));
-      this.agentTokens.set(id, token);
-    }
-    return { url: ws.instance.url, headers: ws.instance.headers ?? {}, token };
+    const row = await this.d.tokens.active(id, 'agent');
+    if (!row) throw new ApiError(503, 'workspace_not_ready', `workspace ${id} has no agent token`);
+    const target = { url: ws.instance.url, headers: ws.instance.headers ?? {}, token: this.d.sealer.open(row.sealed, tokenAad(id, 'agent')) };
+    // Only cache if nothing changed while we read; a concurrent event would have found no entry to drop.
+    const again = await this.d.workspaces.get(id);
+    if (again && again.status === ws.status && again.updatedAt === ws.updatedAt) this.routes.set(id, target);
+    return target;
   }
 
   logs(ws: Workspace, opts: { tail?: number; follow?: boolean; signal?: AbortSignal }): AsyncIterable<string> {
@@ -545,6 +554,7 @@ export class WorkspaceService {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.unsubscribe();
     for (const t of this.timers) clearTimeout(t);
     await Promise.allSettled([...this.background]);
   }
