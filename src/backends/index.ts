@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { ConfigError, type Config } from '../core/config.js';
+import { FlyProvisioner } from './flyio/index.js';
 import { ProcessProvisioner } from './process/index.js';
 import type { Provisioner } from './provisioner.js';
 
@@ -13,7 +14,15 @@ export async function createProvisioner(config: Config, logger: Logger): Promise
       return new ProcessProvisioner({ dataDir: config.dataDir, logger });
     case 'docker':
       throw new ConfigError('CONTAINER_BACKEND=docker: the Docker backend is not built yet; use process or flyio');
-    case 'flyio':
-      throw new ConfigError('CONTAINER_BACKEND=flyio: the Fly Machines backend is not built yet');
+    case 'flyio': {
+      const fly = FlyProvisioner.fromConfig(config, logger);
+      if (!config.platformUrl && fly.usesRealFly) {
+        logger.warn(
+          `PLATFORM_URL is not set: Fly machines would be told to reach the platform at 127.0.0.1:${config.port}, which is the machine itself. ` +
+            'Set PLATFORM_URL to an address the machines can reach (a public https URL, or http://<platform-app>.internal:<port> when the platform runs on Fly); until then agents cannot register.',
+        );
+      }
+      return fly;
+    }
   }
 }

@@ -61,6 +61,42 @@ describe('process backend, end to end', () => {
     for (const e of evs.filter((x) => x.type === 'workspace.status')) expect(e.data.reason).toBeTruthy();
   });
 
+  it('applies the tier: heap cap always, memory and CPU cgroups where /healthz says so', async () => {
+    const agent = await pid();
+    const cmdline = fs.readFileSync(`/proc/${agent}/cmdline`, 'utf8').split('\0');
+    expect(cmdline).toContain('--max-old-space-size=384'); // tier 2: 75 % of 512 MB
+    const limits = (await http.call('GET', '/healthz')).body.backend.limits;
+    const cgroups = fs.readFileSync(`/proc/${agent}/cgroup`, 'utf8');
+    if (limits.memory) {
+      const line = cgroups.split('\n').find((l) => /(^|:|,)memory(,|:)/.test(l) || l.startsWith('0::'))!;
+      const dir = line.split(':')[2];
+      expect(dir).toMatch(/molecule\/ws-/);
+      const v1 = `/sys/fs/cgroup/memory${dir}/memory.limit_in_bytes`;
+      const v2 = `/sys/fs/cgroup${dir}/memory.max`;
+      expect(Number(fs.readFileSync(fs.existsSync(v1) ? v1 : v2, 'utf8'))).toBe(512 * 1024 * 1024);
+    } else {
+      expect(cgroups).not.toMatch(/molecule\/ws-/);
+    }
+  });
+
+  it('serves the logs, and follows them live', async () => {
+    const logs = await http.call('GET', `/workspaces/${ws}/logs?tail=50`);
+    expect(logs.status).toBe(200);
+    expect(logs.headers.get('content-type')).toMatch(/text\/plain/);
+    expect(logs.text).toMatch(/starting hermes agent on 127\.0\.0\.1:\d+ \(tier 2\)/);
+    const abort = new AbortController();
+    const res = await fetch(`${platform.url}/workspaces/${ws}/logs?tail=0&follow=1`, { signal: abort.signal });
+    const reader = res.body!.getReader();
+    await ask('What is your role?'); // the agent logs each turn
+    let seen = '';
+    await waitFor('a new log line', async () => {
+      seen += new TextDecoder().decode((await reader.read()).value);
+      return seen.includes('\n');
+    });
+    abort.abort();
+    expect(seen).not.toMatch(/starting hermes agent/); // tail=0: only what came after
+  });
+
   it('answers the region a workspace asks for', async () => {
     const r = await http.call('POST', '/workspaces', { name: 'in-iad', region: 'iad' });
     expect(r.status).toBe(201);

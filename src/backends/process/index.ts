@@ -149,12 +149,17 @@ export class ProcessProvisioner implements Provisioner {
     const pid = rec.pid;
     if (this.alive(rec)) {
       this.expectedExits.add(pid);
+      // Our own child is gone only once reaped (its 'exit' event); until then it is a zombie that kill(0) still sees.
+      const child = this.children.get(pid);
+      let reaped = !child;
+      child?.once('exit', () => (reaped = true));
+      const gone = () => (child ? reaped : !this.alive(rec));
       signalGroup(pid, 'SIGTERM');
       signalGroup(pid, 'SIGCONT'); // a stopped (frozen) process must wake to handle SIGTERM
       const deadline = Date.now() + (this.opts.stopGraceMs ?? 5000);
-      while (Date.now() < deadline && this.alive(rec)) await sleep(50);
-      if (this.alive(rec)) signalGroup(pid, 'SIGKILL');
-      while (this.alive(rec)) await sleep(20);
+      while (Date.now() < deadline && !gone()) await sleep(20);
+      if (!gone()) signalGroup(pid, 'SIGKILL');
+      while (!gone()) await sleep(20);
     }
     this.stopPolling(instanceId);
     const now = this.readRecord(instanceId);

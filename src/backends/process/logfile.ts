@@ -24,7 +24,7 @@ export async function lastLines(file: string, n: number): Promise<{ lines: strin
     }
     const lines = text.split('\n');
     if (lines[lines.length - 1] === '') lines.pop();
-    return { lines: lines.slice(-n), size };
+    return { lines: n > 0 ? lines.slice(-n) : [], size };
   } finally {
     await fh.close();
   }

@@ -147,6 +147,7 @@ export function workspaceRoutes(deps: AppDeps): FastifyPluginAsync {
         }
         reply.hijack();
         reply.raw.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
+        reply.raw.flushHeaders();
         reply.raw.on('close', () => abort.abort());
         try {
           for await (const l of lines) {

@@ -1,0 +1,152 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { InstanceStateName } from '../provisioner.js';
+import type { FlyMachine, FlyMachineConfig, FlyMachineEvent } from './client.js';
+
+/** Helpers about machines as this backend sees them: names, metadata, state mapping, reasons from events. */
+
+export const META = {
+  workspaceId: 'molecule_workspace_id',
+  platformId: 'molecule_platform_id',
+  provisionId: 'molecule_provision_id',
+} as const;
+
+/** The port the agent listens on inside a machine (services[].internal_port). */
+export const AGENT_PORT = 8000;
+
+/** `ws-<first 12 hex of the workspace id without dashes>` (unique per app on Fly, so also a duplicate guard). */
+export function machineName(workspaceId: string): string {
+  return `ws-${workspaceId.replace(/-/g, '').toLowerCase().slice(0, 12)}`;
+}
+
+/**
+ * A stable id for this platform, so `list()` and reconcile only ever touch machines this platform created even
+ * when several platforms share one Fly app. Generated once and kept in `<dataDir>/flyio-platform-id`.
+ */
+export function loadPlatformId(dataDir: string): string {
+  const file = path.join(dataDir, 'flyio-platform-id');
+  const read = () => {
+    try {
+      const v = fs.readFileSync(file, 'utf8').trim();
+      return /^[A-Za-z0-9_.-]{4,64}$/.test(v) ? v : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const existing = read();
+  if (existing) return existing;
+  fs.mkdirSync(dataDir, { recursive: true });
+  const id = `mp-${crypto.randomBytes(8).toString('hex')}`;
+  try {
+    fs.writeFileSync(file, `${id}\n`, { flag: 'wx', mode: 0o644 });
+    return id;
+  } catch (e) {
+    // Another process wrote it first: use theirs.
+    const again = read();
+    if (again) return again;
+    throw e;
+  }
+}
+
+/** Fly machine state → the Provisioner's view. */
+export function mapState(state: string | undefined): InstanceStateName {
+  switch (state) {
+    case 'started':
+      return 'running';
+    case 'created':
+    case 'starting':
+    case 'restarting':
+    case 'replacing':
+    case 'updating':
+    case 'launch_failed': // transient per Fly's state table; it settles in failed
+      return 'starting';
+    case 'stopped':
+    case 'stopping':
+    case 'suspended':
+    case 'suspending':
+      return 'stopped';
+    case 'failed':
+      return 'failed';
+    case 'destroyed':
+    case 'destroying':
+    case undefined:
+      return 'gone';
+    default:
+      return 'unknown';
+  }
+}
+
+/** Events newest first, whatever order the API used. */
+function newestFirst(m: FlyMachine): FlyMachineEvent[] {
+  return [...(m.events ?? [])].sort((a, b) => (b.timestamp ?? 0) - (a.timestamp ?? 0));
+}
+
+export interface ExitFacts {
+  exitCode: number | null;
+  oomKilled: boolean;
+  requestedStop: boolean;
+}
+
+export function lastExit(m: FlyMachine): ExitFacts | null {
+  for (const ev of newestFirst(m)) {
+    const x = ev.request?.exit_event;
+    if (x && typeof x === 'object') {
+      return {
+        exitCode: typeof x.exit_code === 'number' ? x.exit_code : null,
+        oomKilled: x.oom_killed === true,
+        requestedStop: x.requested_stop === true,
+      };
+    }
+  }
+  return null;
+}
+
+/** The error text of the newest failure event (image pull, boot), if any. */
+export function failureText(m: FlyMachine): string | null {
+  for (const ev of newestFirst(m)) {
+    const r = ev.request ?? {};
+    const text = typeof r.error === 'string' ? r.error : typeof r.message === 'string' ? r.message : null;
+    if (text) return text;
+    if (ev.status === 'failed') return `machine failed (${ev.type} event from ${ev.source ?? 'flyd'})`;
+  }
+  return null;
+}
+
+/** Why a machine is not running, in words a person can act on. */
+export function describeNotRunning(m: FlyMachine): string {
+  if (m.state === 'failed') return failureText(m) ?? 'the machine is in state failed';
+  if (m.state === 'destroyed' || m.state === 'destroying') return `the machine was ${m.state === 'destroyed' ? 'destroyed' : 'being destroyed'}`;
+  const x = lastExit(m);
+  if (!x) return `the machine is ${m.state}`;
+  if (x.requestedStop) {
+    const userStop = newestFirst(m).find((e) => e.type === 'stop' && e.source === 'user');
+    return `the machine was stopped through the Fly API${userStop ? ' (flyctl machine stop, or another API client)' : ''}`;
+  }
+  const code = x.exitCode === null ? 'an unknown code' : `code ${x.exitCode}`;
+  const sig = x.exitCode !== null && x.exitCode > 128 ? ` (signal ${x.exitCode - 128}${x.exitCode === 137 ? ', SIGKILL' : ''})` : '';
+  return `the agent process exited with ${code}${sig}${x.oomKilled ? ': out of memory (OOM) at the tier limit' : ''}; machine ${m.state}`;
+}
+
+/** Image problems (pull, manifest, registry auth) as opposed to other boot failures. */
+export function looksLikeImageProblem(text: string): boolean {
+  return /pull|manifest|image|not found|unauthorized|denied|repository/i.test(text);
+}
+
+function sameMap(a: Record<string, string> = {}, b: Record<string, string> = {}): boolean {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  return ka.every((k) => Object.hasOwn(b, k) && String(a[k]) === String(b[k]));
+}
+
+/** Which of the fields that matter for a workspace (image, env, guest) differ; compared semantically. */
+export function configChanges(current: FlyMachineConfig | null | undefined, wanted: FlyMachineConfig): string[] {
+  if (!current) return ['config'];
+  const changed: string[] = [];
+  if (current.image !== wanted.image) changed.push('image');
+  if (!sameMap(current.env, wanted.env)) changed.push('env');
+  const g = current.guest ?? {};
+  const w = wanted.guest ?? {};
+  if ((g.cpu_kind ?? 'shared') !== w.cpu_kind || (g.cpus ?? 1) !== w.cpus || (g.memory_mb ?? 256) !== w.memory_mb) changed.push('guest');
+  return changed;
+}
