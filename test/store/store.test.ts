@@ -1,0 +1,115 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStore, type Store } from '../../src/store/db.js';
+import { EventRepo, SecretRepo, TokenRepo, WorkspaceRepo } from '../../src/store/repositories.js';
+import type { Workspace } from '../../src/core/types.js';
+import { tempDir } from '../support/harness.js';
+import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
+
+function workspace(over: Partial<Workspace> = {}): Workspace {
+  const now = new Date().toISOString();
+  return {
+    id: crypto.randomUUID(), name: 'w', role: '', runtime: 'hermes', tier: 2, region: null, parentId: null, env: { A: '1' },
+    status: 'provisioning', statusReason: 'created', statusChangedAt: now, backend: 'process', instanceId: null, instance: null,
+    agentUrl: null, agentCard: null, idempotencyKey: null, restarts: [], restartCount: 0, nextRestartAt: null, lastHeartbeatAt: null,
+    heartbeat: null, needsRestart: false, createdAt: now, updatedAt: now, readyAt: null, removedAt: null, ...over,
+  };
+}
+
+/** The same assertions against SQLite and a real Postgres: the store must behave identically on both. */
+function storeSuite(kind: string, open: () => Promise<Store>) {
+  describe(`store on ${kind}`, () => {
+    let store: Store;
+    beforeAll(async () => {
+      store = await open();
+    });
+    afterAll(async () => {
+      await store?.close();
+    });
+
+    it('round-trips a workspace, including its JSON fields', async () => {
+      const repo = new WorkspaceRepo(store.db);
+      const w = workspace({ instance: { url: 'http://x', details: { pid: 1 } }, agentCard: { name: 'n' } });
+      await repo.insert(w);
+      const back = await repo.get(w.id);
+      expect(back).toMatchObject({ id: w.id, env: { A: '1' }, instance: { url: 'http://x', details: { pid: 1 } }, agentCard: { name: 'n' }, needsRestart: false, tier: 2 });
+    });
+
+    it('updates status only through compare-and-set', async () => {
+      const repo = new WorkspaceRepo(store.db);
+      const w = workspace();
+      await repo.insert(w);
+      expect(await repo.updateIfStatus(w.id, ['provisioning'], { status: 'ready' })).toBe(true);
+      expect(await repo.updateIfStatus(w.id, ['provisioning'], { status: 'failed' })).toBe(false);
+      expect((await repo.get(w.id))!.status).toBe('ready');
+    });
+
+    it('rejects a status or tier outside the shared lists at the database too', async () => {
+      const repo = new WorkspaceRepo(store.db);
+      await expect(repo.insert(workspace({ status: 'hibernating' as any }))).rejects.toThrow();
+      await expect(repo.insert(workspace({ tier: 9 as any }))).rejects.toThrow();
+    });
+
+    it('enforces unique idempotency keys and counts by status', async () => {
+      const repo = new WorkspaceRepo(store.db);
+      await repo.insert(workspace({ idempotencyKey: `k-${kind}` }));
+      await expect(repo.insert(workspace({ idempotencyKey: `k-${kind}` }))).rejects.toThrow();
+      const counts = await repo.countByStatus();
+      expect(counts.ready).toBeGreaterThanOrEqual(1);
+    });
+
+    it('numbers events in order and filters them', async () => {
+      const events = new EventRepo(store.db);
+      const a = await events.append({ type: 't', workspace_id: 'w1', at: new Date().toISOString(), data: { n: 1 } });
+      const b = await events.append({ type: 't', workspace_id: 'w2', at: new Date().toISOString(), data: { n: 2 } });
+      expect(typeof a.id).toBe('number');
+      expect(b.id).toBeGreaterThan(a.id);
+      expect((await events.list({ workspaceId: 'w2' })).map((e) => e.data)).toEqual([{ n: 2 }]);
+      expect((await events.list({ afterId: a.id })).map((e) => e.id)).toEqual([b.id]);
+    });
+
+    it('stores tokens by hash and revokes them; secrets by scope', async () => {
+      const repo = new WorkspaceRepo(store.db);
+      const w = workspace();
+      await repo.insert(w);
+      const tokens = new TokenRepo(store.db);
+      await tokens.insert({ id: crypto.randomUUID(), workspaceId: w.id, kind: 'workspace', hash: `h-${w.id}`, sealed: 's' });
+      expect((await tokens.findActiveByHash(`h-${w.id}`))?.workspace_id).toBe(w.id);
+      await tokens.revokeAll(w.id);
+      expect(await tokens.findActiveByHash(`h-${w.id}`)).toBeUndefined();
+      const secrets = new SecretRepo(store.db);
+      expect(await secrets.put(w.id, 'K', 'v1')).toBe('created');
+      expect(await secrets.put(w.id, 'K', 'v2')).toBe('updated');
+      expect((await secrets.list(w.id)).map((s) => s.sealed)).toEqual(['v2']);
+      expect(await secrets.delete(w.id, 'K')).toBe(true);
+      expect(await secrets.delete(w.id, 'K')).toBe(false);
+    });
+
+    it('applies migrations once: opening again is a no-op', async () => {
+      const again = await open();
+      await again.close();
+    });
+  });
+}
+
+const sqliteDir = tempDir('store');
+afterAll(() => fs.rmSync(sqliteDir, { recursive: true, force: true }));
+storeSuite('sqlite', () => openStore({ dataDir: sqliteDir }));
+
+let postgres: TestPostgres | null = null;
+let postgresUrl: string | undefined;
+beforeAll(async () => {
+  postgres = await startTestPostgres();
+  postgresUrl = postgres?.url;
+}, 60_000);
+afterAll(async () => {
+  await postgres?.stop();
+});
+// Without Postgres server binaries (a plain dev machine) this part skips; CI installs Postgres, so it runs there.
+describe.runIf(process.env.CI || fs.existsSync('/usr/lib/postgresql') || process.env.MOLECULE_TEST_POSTGRES_URL)('with Postgres', () => {
+  storeSuite('postgres', () => {
+    if (!postgresUrl) throw new Error('no Postgres server: install postgresql or set MOLECULE_TEST_POSTGRES_URL');
+    return openStore({ dataDir: sqliteDir, databaseUrl: postgresUrl });
+  });
+});
