@@ -156,6 +156,28 @@ describe('A2A proxy with a model provider', () => {
     expect(JSON.stringify(r.body.result)).toContain('Model heard: version one');
   });
 
+  it('gives up on an agent that does not answer in time with 504', async () => {
+    const dir = tempDir('a2a-timeout');
+    const slow = await startPlatform({
+      env: { ...FAST_ENV, PORT: '0', MOLECULE_DATA_DIR: dir, CONTAINER_BACKEND: 'process', MOLECULE_A2A_TIMEOUT_S: '1' },
+      logger: pino({ level: 'silent' }),
+    });
+    try {
+      const h = api(slow.url);
+      const id = (await h.call('POST', '/workspaces', { name: 'slow', env: { OPENAI_BASE_URL: model.url }, secrets: { OPENAI_API_KEY: 'sk-x' } })).body.id;
+      await waitFor('ready', async () => (await h.call('GET', `/workspaces/${id}`)).body.status === 'ready');
+      const r = await h.call('POST', `/workspaces/${id}/a2a`, { jsonrpc: '2.0', id: 'slow-1', method: 'message/send', params: { message: { role: 'user', parts: [{ kind: 'text', text: 'HANG FOREVER' }] } } });
+      expect(r.status).toBe(504);
+      expect(r.body).toMatchObject({ id: 'slow-1', error: { code: -32032, message: 'the agent did not answer within 1 s' } });
+      await h.call('DELETE', `/workspaces/${id}`);
+      await waitFor('removed', async () => (await h.call('GET', `/workspaces/${id}`)).status === 410);
+    } finally {
+      await slow.close();
+      killRecordedAgents(dir);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('never shows a secret value in the API, the events or the logs', async () => {
     const all = JSON.stringify([
       (await http.call('GET', `/workspaces/${ws}`)).body,

@@ -41,6 +41,8 @@ export async function startFakeOpenAI(reply: (body: any) => string): Promise<Fak
     }
     const body = JSON.parse(raw);
     fake.requests.push({ ...body, authorization: req.headers.authorization });
+    // A model that never answers: the connection stays open until the server closes.
+    if (raw.includes('HANG FOREVER')) return;
     const text = fake.reply(body);
     const base = { id: `chatcmpl-${fake.requests.length}`, created: Math.floor(Date.now() / 1000), model: body.model };
     if (!body.stream) {
