@@ -1,0 +1,100 @@
+/**
+ * Time from `POST /workspaces` to `ready` (agent registered), and from `resume` to the first A2A reply, on the
+ * process backend. Baseline in the same run: starting the same agent directly (no platform) and waiting for
+ * its /healthz — the floor any backend pays for booting Node and the agent.
+ *
+ *   npx tsx bench/provision.ts [--iterations 20]
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { once } from 'node:events';
+import { parseArgs } from 'node:util';
+import { agentCommand } from '../src/agent/launch.js';
+import { freePort } from '../src/backends/process/index.js';
+
+const { values } = parseArgs({ options: { iterations: { type: 'string', default: '20' } } });
+const N = Number(values.iterations);
+
+const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
+const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
+
+async function poll(fn: () => Promise<boolean>): Promise<void> {
+  for (;;) {
+    try {
+      if (await fn()) return;
+    } catch {
+      /* not up yet */
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function directAgentBoot(): Promise<number> {
+  const port = await freePort();
+  const { command, args } = agentCommand({ heapMb: 384 });
+  const t0 = process.hrtime.bigint();
+  const child = spawn(command, args, {
+    env: { PATH: process.env.PATH, WORKSPACE_ID: 'bench', MOLECULE_AGENT_TOKEN: 't', PORT: String(port), AGENT_HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
+    stdio: 'ignore',
+  });
+  await poll(async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok);
+  const t = ms(t0);
+  child.kill('SIGTERM');
+  await once(child, 'exit');
+  return t;
+}
+
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-provision-'));
+const port = await freePort();
+const platformChild = spawn(process.execPath, ['--import', 'tsx', path.resolve(import.meta.dirname, '../src/main.ts')], {
+  env: { PATH: process.env.PATH, HOME: process.env.HOME, PORT: String(port), MOLECULE_DATA_DIR: dataDir, CONTAINER_BACKEND: 'process', LOG_LEVEL: 'warn' },
+  stdio: ['ignore', 'ignore', 'inherit'],
+});
+const base = `http://127.0.0.1:${port}`;
+const json = async (method: string, p: string, body?: unknown) =>
+  (await fetch(base + p, { method, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined })).json();
+await poll(async () => (await fetch(`${base}/healthz`)).ok);
+
+const direct: number[] = [];
+const create: number[] = [];
+const resume: number[] = [];
+try {
+  await directAgentBoot(); // warm the file cache and tsx's transform cache
+  for (let i = 0; i < N; i++) {
+    direct.push(await directAgentBoot());
+
+    let t0 = process.hrtime.bigint();
+    const ws = await json('POST', '/workspaces', { name: `bench-${i}` });
+    await poll(async () => (await json('GET', `/workspaces/${ws.id}`)).status === 'ready');
+    create.push(ms(t0));
+
+    await json('POST', `/workspaces/${ws.id}/pause`);
+    t0 = process.hrtime.bigint();
+    await json('POST', `/workspaces/${ws.id}/resume`);
+    await poll(async () => {
+      const r = await fetch(`${base}/workspaces/${ws.id}/a2a`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ role: 'user', parts: [{ kind: 'text', text: 'What region are you running in?' }] }),
+      });
+      return r.status === 200;
+    });
+    resume.push(ms(t0));
+    await json('DELETE', `/workspaces/${ws.id}`);
+  }
+} finally {
+  platformChild.kill('SIGTERM');
+  await once(platformChild, 'exit');
+  fs.rmSync(dataDir, { recursive: true, force: true });
+}
+
+const row = (name: string, xs: number[]) =>
+  `| ${name} | ${quantile(xs, 0.5).toFixed(0)} | ${quantile(xs, 0.95).toFixed(0)} | ${Math.max(...xs).toFixed(0)} | ${(quantile(xs, 0.5) / quantile(direct, 0.5)).toFixed(2)}× |`;
+console.log(`process backend, ${N} iterations, node ${process.version}, ${os.cpus().length} CPUs (all ${N} succeeded)`);
+console.log('| measurement | p50 ms | p95 ms | max ms | p50 vs direct boot |');
+console.log('|---|---|---|---|---|');
+console.log(row('direct agent boot to /healthz (baseline)', direct));
+console.log(row('POST /workspaces → ready', create));
+console.log(row('resume → first A2A reply', resume));
