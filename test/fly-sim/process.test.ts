@@ -239,7 +239,8 @@ describe.skipIf(!existsSync(realAgent))('the real agent (src/agent/main.ts)', ()
         const { readFileSync } = await import('node:fs');
         const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
         expect(argv).toContain('--max-old-space-size=512');
-        expect(argv.some((a) => a.endsWith('src/agent/main.ts'))).toBe(true);
+        // the agent runtime: its bundle when fresh, else its sources under tsx
+        expect(argv.some((a) => a.endsWith('src/agent/main.ts') || a.endsWith('dist/agent.mjs'))).toBe(true);
       }
     } finally {
       await real.close();

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-/** Last `n` lines of a file, reading backwards in blocks so a large log costs little. */
-export async function lastLines(file: string, n: number): Promise<{ lines: string[]; size: number }> {
+/** Last `n` lines of the first `upTo` bytes of a file, reading backwards in blocks so a large log costs little. */
+export async function lastLines(file: string, n: number, upTo?: number): Promise<{ lines: string[]; size: number }> {
   let fh: fs.promises.FileHandle;
   try {
     fh = await fs.promises.open(file, 'r');
@@ -11,7 +11,7 @@ export async function lastLines(file: string, n: number): Promise<{ lines: strin
     throw e;
   }
   try {
-    const { size } = await fh.stat();
+    const size = Math.min(upTo ?? Infinity, (await fh.stat()).size);
     const block = 64 * 1024;
     let pos = size;
     let text = '';
@@ -30,12 +30,25 @@ export async function lastLines(file: string, n: number): Promise<{ lines: strin
   }
 }
 
-/** Yields the last `tail` lines, then (with follow) each new line until the signal aborts. */
-export async function* readLog(
-  file: string,
-  opts: { tail?: number; follow?: boolean; signal?: AbortSignal; pollMs?: number },
-): AsyncGenerator<string> {
-  const { lines, size } = await lastLines(file, opts.tail ?? 200);
+type ReadOptions = { tail?: number; follow?: boolean; signal?: AbortSignal; pollMs?: number };
+
+/**
+ * Yields the last `tail` lines, then (with follow) each new line until the signal aborts. The split between
+ * "old" and "new" is the file's size when this is called, not when iteration starts, so a line written in
+ * between (say, while response headers travel) is neither lost nor shown twice.
+ */
+export function readLog(file: string, opts: ReadOptions): AsyncGenerator<string> {
+  let size = 0;
+  try {
+    size = fs.statSync(file).size;
+  } catch {
+    /* no log yet: everything is new */
+  }
+  return readFrom(file, size, opts);
+}
+
+async function* readFrom(file: string, startSize: number, opts: ReadOptions): AsyncGenerator<string> {
+  const { lines, size } = await lastLines(file, opts.tail ?? 200, startSize);
   yield* lines;
   if (!opts.follow) return;
   let offset = size;
