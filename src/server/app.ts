@@ -52,6 +52,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     // Heartbeats would drown the log; errors and lifecycle changes are logged where they happen.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 256 * 1024,
+    // Event streams and log follows never end by themselves; shutdown must not wait for them.
+    forceCloseConnections: true,
     // Never log or echo Authorization headers.
     requestIdHeader: 'x-request-id',
     genReqId: () => crypto.randomUUID(),
