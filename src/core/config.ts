@@ -30,6 +30,17 @@ export interface Config {
     maxResponseBytes: number;
     timeoutMs: number;
   };
+  /** CONTAINER_BACKEND=flyio settings (checked by the Fly backend, which names what is missing). */
+  fly: {
+    apiToken: string | undefined;
+    app: string | undefined;
+    region: string;
+    apiBase: string;
+    /** How a platform outside Fly reaches machines (default https://<app>.fly.dev). */
+    proxyUrl: string | undefined;
+    /** Set by Fly when the platform itself runs on Fly: machines are then reached over the private network. */
+    platformAppName: string | undefined;
+  };
 }
 
 export class ConfigError extends Error {}
@@ -79,6 +90,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxBodyBytes: int(env, 'MOLECULE_A2A_MAX_BODY_BYTES', 1024 * 1024, 1024),
       maxResponseBytes: int(env, 'MOLECULE_A2A_MAX_RESPONSE_BYTES', 10 * 1024 * 1024, 1024),
       timeoutMs: int(env, 'MOLECULE_A2A_TIMEOUT_S', 300, 1) * 1000,
+    },
+    fly: {
+      apiToken: env.FLY_API_TOKEN?.trim() || undefined,
+      app: env.FLY_WORKSPACE_APP?.trim() || undefined,
+      region: env.FLY_REGION?.trim() || 'ord',
+      apiBase: env.FLY_FLAPS_BASE_URL?.trim() || 'https://api.machines.dev',
+      proxyUrl: env.FLY_PROXY_URL?.trim() || undefined,
+      platformAppName: env.FLY_APP_NAME?.trim() || undefined,
     },
   };
 }

@@ -196,8 +196,8 @@ interface CallOptions {
   nonce?: string;
   timeoutMs?: number;
   signal?: AbortSignal;
-  /** false: one attempt only. */
-  retry?: boolean;
+  /** false: one attempt only; an object: a different policy for this call. */
+  retry?: boolean | Partial<RetryPolicy>;
 }
 
 interface Answer<T> {
@@ -243,12 +243,12 @@ export class FlyClient {
     return Array.isArray(r.body) ? r.body : [];
   }
 
-  async get(id: string, opts: { retry?: boolean; signal?: AbortSignal } = {}): Promise<FlyMachine> {
+  async get(id: string, opts: { retry?: boolean | Partial<RetryPolicy>; signal?: AbortSignal } = {}): Promise<FlyMachine> {
     return (await this.call<FlyMachine>('GET', this.machinePath(id), { action: 'get', machineId: id, retry: opts.retry, signal: opts.signal })).body;
   }
 
   /** GET, with 404 (and a machine that is already `destroyed`) as null. */
-  async find(id: string, opts: { retry?: boolean } = {}): Promise<FlyMachine | null> {
+  async find(id: string, opts: { retry?: boolean | Partial<RetryPolicy> } = {}): Promise<FlyMachine | null> {
     try {
       const m = await this.get(id, opts);
       return m.state === 'destroyed' ? null : m;
@@ -512,7 +512,7 @@ export class FlyClient {
 
   /** One call with the retry policy (unless `retry: false`): 408/429/5xx/network errors back off and try again. */
   private async call<T>(method: string, path: string, o: CallOptions): Promise<Answer<T>> {
-    const p = this.retryPolicy;
+    const p = typeof o.retry === 'object' ? { ...this.retryPolicy, ...o.retry } : this.retryPolicy;
     const started = Date.now();
     for (let attempt = 1; ; attempt++) {
       try {

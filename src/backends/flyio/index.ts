@@ -420,7 +420,8 @@ export class FlyProvisioner implements Provisioner {
   async inspect(instanceId: string): Promise<InstanceState> {
     let m: FlyMachine;
     try {
-      m = await this.client.get(instanceId);
+      // Short retry budget: the liveness monitor asks this and must not hang for a minute on an outage.
+      m = await this.client.get(instanceId, { retry: { maxAttempts: 3, maxElapsedMs: 5000 } });
     } catch (e) {
       if (e instanceof FlyApiError && e.status === 404) return { state: 'gone', reason: `machine ${instanceId} does not exist in Fly app ${this.app}` };
       return { state: 'unknown', reason: `Fly API: ${(e as Error).message}` };
@@ -623,6 +624,8 @@ export class FlyProvisioner implements Provisioner {
         if (e.status === 408) {
           throw new ProvisionError('START_FAILED', `machine ${id} did not reach started within ${Math.round(this.startTimeoutMs / 1000)} s (it is ${m?.state ?? 'unknown'})`);
         }
+        if (e.retryable) throw new ProvisionError('BACKEND_UNAVAILABLE', `Fly Machines API unavailable while waiting for machine ${id} to start: ${e.message}`, true);
+        throw new ProvisionError('START_FAILED', `waiting for machine ${id} to start failed (it is ${m?.state ?? 'unknown'}): ${e.message}`);
       }
       throw this.toProvisionError(e);
     }
