@@ -13,6 +13,11 @@ export interface InstanceSpec {
   env: Record<string, string>;
   /** Boot timeline: a backend reports each step ("machine created", "machine started" …) as it happens. */
   progress?: (step: string, data?: Record<string, unknown>) => void;
+  /**
+   * Aborted when the start is no longer wanted (the workspace is being deleted or paused, or the platform stops):
+   * a backend stops waiting for the boot and throws; whatever it created is cleaned up by it or by reconcile.
+   */
+  signal?: AbortSignal;
 }
 
 /** How the platform reaches a running instance. Stored on the workspace so a restarted platform can route. */

@@ -68,6 +68,8 @@ export class WorkspaceService {
   private readonly unsubscribe: () => void;
   private readonly background = new Set<Promise<unknown>>();
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** Starts in flight, so a delete, pause, restart or shutdown does not wait for a slow boot to finish. */
+  private readonly launches = new Map<string, AbortController>();
   private closed = false;
 
   constructor(private readonly d: ServiceDeps) {
@@ -199,6 +201,7 @@ export class WorkspaceService {
   }
 
   async restart(id: string): Promise<Workspace> {
+    this.abortLaunch(id, 'restart requested');
     return this.act(id, 'restart', async (ws) => {
       await this.transition(ws, 'provisioning', 'restart requested', { restarts: [], nextRestartAt: null });
       this.spawn(this.launch(id, ws.status === 'paused' ? 'resume' : 'restart'));
@@ -206,6 +209,7 @@ export class WorkspaceService {
   }
 
   async pause(id: string): Promise<Workspace> {
+    this.abortLaunch(id, 'pause requested');
     return this.act(id, 'pause', async (ws) => {
       if (ws.instanceId) await this.d.provisioner.stop(ws.instanceId);
       await this.transition(ws, 'paused', 'paused by request', { nextRestartAt: null });
@@ -230,6 +234,7 @@ export class WorkspaceService {
     }
     for (const c of children) await this.remove(c.id, opts);
     // Revoke first: from here on the agent can neither register nor heartbeat.
+    this.abortLaunch(id, 'delete requested');
     await this.d.tokens.revokeAll(id);
     this.routes.delete(id);
     const res = await this.act(id, 'delete', async (cur) => {
@@ -375,6 +380,9 @@ export class WorkspaceService {
       spec.progress = (step, data = {}) => {
         this.spawn(this.d.bus.publish('workspace.step', id, { step, ...data }));
       };
+      const abort = new AbortController();
+      this.launches.set(id, abort);
+      spec.signal = abort.signal;
       await this.d.bus.publish('workspace.step', id, {
         step: 'instance requested',
         action: kind,
@@ -402,10 +410,17 @@ export class WorkspaceService {
           ...handle.details,
         });
       } catch (e) {
+        if (abort.signal.aborted) {
+          // Whoever aborted it decides what happens next; reconcile relaunches after a shutdown.
+          await this.d.bus.publish('workspace.step', id, { step: 'start abandoned', reason: String(abort.signal.reason) });
+          return;
+        }
         const reason = e instanceof ProvisionError ? `${e.code}: ${e.message}` : `backend error: ${(e as Error).message}`;
         this.d.logger.warn({ workspace_id: id, err: (e as Error).message }, 'instance start failed');
         const cur = await this.d.workspaces.get(id);
         if (cur && cur.status === 'provisioning') await this.transition(cur, 'failed', reason);
+      } finally {
+        if (this.launches.get(id) === abort) this.launches.delete(id);
       }
     });
   }
@@ -552,9 +567,14 @@ export class WorkspaceService {
     void tracked.finally(() => this.background.delete(tracked));
   }
 
+  private abortLaunch(id: string, reason: string): void {
+    this.launches.get(id)?.abort(reason);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     this.unsubscribe();
+    for (const [id] of this.launches) this.abortLaunch(id, 'platform stopping');
     for (const t of this.timers) clearTimeout(t);
     await Promise.allSettled([...this.background]);
   }

@@ -162,6 +162,21 @@ describe('flyio backend, end to end (Fly Machines API simulator)', () => {
     expect((await ask('still there?')).status).toBe(410);
   }, 90_000);
 
+  it('deletes a workspace whose machine is still booting without waiting for the boot', async () => {
+    sim.faults.slowBoot(120_000); // far longer than this test may take
+    try {
+      const id = (await http.call('POST', '/workspaces', { name: 'never-booted', tier: 1 })).body.id as string;
+      await waitFor('a machine booting', async () => liveMachinesOf(id)[0], 30_000, 100);
+      expect((await http.call('DELETE', `/workspaces/${id}`)).status).toBe(202);
+      await waitFor('410 long before the boot would end', async () => (await http.call('GET', `/workspaces/${id}`)).status === 410, 30_000);
+      await waitFor('no machine left', async () => liveMachinesOf(id).length === 0, 30_000);
+      const steps = (await events(id)).filter((e) => e.type === 'workspace.step').map((e) => e.data.step);
+      expect(steps).toContain('start abandoned');
+    } finally {
+      sim.faults.slowBoot(0);
+    }
+  }, 90_000);
+
   it('reconciles after the platform is killed mid-provision: one machine, ready; orphans of ours destroyed, others left alone', async () => {
     const platformId = (await http.call('GET', '/healthz')).body.backend.platform_id as string;
     expect(platformId).toMatch(/\S/);

@@ -238,7 +238,7 @@ export class FlyProvisioner implements Provisioner {
     const t = this.track(machine.id, spec.workspaceId);
     t.busy++;
     try {
-      const started = await this.waitStarted(machine.id, machine.instance_id, deadline, spec.image);
+      const started = await this.waitStarted(machine.id, machine.instance_id, deadline, spec.image, true, spec.signal);
       spec.progress?.('machine started', this.progressFacts(started, t0));
       t.armed = true;
       return this.handleFor(started);
@@ -371,7 +371,7 @@ export class FlyProvisioner implements Provisioner {
         else throw this.toProvisionError(e, m.region, spec.image);
       }
       if (!gone) {
-        const started = await this.waitStarted(m.id, version, deadline, spec.image, !(wasFailed && !changes.length));
+        const started = await this.waitStarted(m.id, version, deadline, spec.image, !(wasFailed && !changes.length), spec.signal);
         spec.progress?.('machine started', this.progressFacts(started, t0));
         t.armed = true;
         return this.handleFor(started);
@@ -590,7 +590,7 @@ export class FlyProvisioner implements Provisioner {
   }
 
   /** Waits for `started` (or `failed`) of one version until the deadline; failures become ProvisionErrors. */
-  private async waitStarted(id: string, version: string, deadline: number, image: string, orFailed = true): Promise<FlyMachine> {
+  private async waitStarted(id: string, version: string, deadline: number, image: string, orFailed = true, signal?: AbortSignal): Promise<FlyMachine> {
     const fail = (m: FlyMachine): ProvisionError => {
       if (m.state === 'failed') {
         const text = failureText(m) ?? 'machine failed';
@@ -604,6 +604,7 @@ export class FlyProvisioner implements Provisioner {
         states: orFailed ? ['started', 'failed'] : ['started'],
         version,
         deadline,
+        signal,
         // Between slices, look: a machine that failed/stopped will not start by waiting longer.
         onSlice: async () => {
           const m = await this.client.find(id).catch(() => undefined);
