@@ -1,9 +1,10 @@
 /**
  * Time from `POST /workspaces` to `ready` (agent registered), and from `resume` to the first A2A reply, on the
- * process backend. Baseline in the same run: starting the same agent directly (no platform) and waiting for
- * its /healthz — the floor any backend pays for booting Node and the agent.
+ * process backend or on flyio against the Fly Machines simulator (its rate limits on, as Fly's). Baseline in the
+ * same run: starting the same agent directly (no platform) and waiting for its /healthz — the floor any backend
+ * pays for booting Node and the agent.
  *
- *   npx tsx bench/provision.ts [--iterations 20]
+ *   npx tsx bench/provision.ts [--iterations 20] [--backend process|flyio]
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -14,8 +15,9 @@ import { parseArgs } from 'node:util';
 import { agentCommand } from '../src/agent/launch.js';
 import { freePort } from '../src/backends/process/index.js';
 
-const { values } = parseArgs({ options: { iterations: { type: 'string', default: '20' } } });
+const { values } = parseArgs({ options: { iterations: { type: 'string', default: '20' }, backend: { type: 'string', default: 'process' } } });
 const N = Number(values.iterations);
+const backend = values.backend as 'process' | 'flyio';
 
 const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
@@ -48,8 +50,12 @@ async function directAgentBoot(): Promise<number> {
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-provision-'));
 const port = await freePort();
+const sim = backend === 'flyio' ? await (await import('../tools/fly-sim/index.js')).startFlySim({}) : null;
+const backendEnv = sim
+  ? { CONTAINER_BACKEND: 'flyio', FLY_API_TOKEN: sim.token, FLY_WORKSPACE_APP: 'bench', FLY_FLAPS_BASE_URL: sim.url, FLY_PROXY_URL: sim.proxyUrl }
+  : { CONTAINER_BACKEND: 'process' };
 const platformChild = spawn(process.execPath, ['--import', 'tsx', path.resolve(import.meta.dirname, '../src/main.ts')], {
-  env: { PATH: process.env.PATH, HOME: process.env.HOME, PORT: String(port), MOLECULE_DATA_DIR: dataDir, CONTAINER_BACKEND: 'process', LOG_LEVEL: 'warn' },
+  env: { PATH: process.env.PATH, HOME: process.env.HOME, PORT: String(port), MOLECULE_DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...backendEnv },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 const base = `http://127.0.0.1:${port}`;
@@ -87,12 +93,13 @@ try {
 } finally {
   platformChild.kill('SIGTERM');
   await once(platformChild, 'exit');
+  await sim?.close();
   fs.rmSync(dataDir, { recursive: true, force: true });
 }
 
 const row = (name: string, xs: number[]) =>
   `| ${name} | ${quantile(xs, 0.5).toFixed(0)} | ${quantile(xs, 0.95).toFixed(0)} | ${Math.max(...xs).toFixed(0)} | ${(quantile(xs, 0.5) / quantile(direct, 0.5)).toFixed(2)}× |`;
-console.log(`process backend, ${N} iterations, node ${process.version}, ${os.cpus().length} CPUs (all ${N} succeeded)`);
+console.log(`${backend === 'flyio' ? 'flyio backend against the Fly Machines simulator' : 'process backend'}, ${N} iterations, node ${process.version}, ${os.cpus().length} CPUs (all ${N} succeeded)`);
 console.log('| measurement | p50 ms | p95 ms | max ms | p50 vs direct boot |');
 console.log('|---|---|---|---|---|');
 console.log(row('direct agent boot to /healthz (baseline)', direct));
