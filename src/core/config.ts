@@ -24,6 +24,7 @@ export interface Config {
     crashWindowMs: number;
     crashLoopMax: number;
     probeConfirmations: number;
+    reconcileIntervalMs: number;
   };
   a2a: {
     maxBodyBytes: number;
@@ -85,6 +86,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       crashWindowMs: int(env, 'MOLECULE_CRASH_WINDOW_S', 600, 1) * 1000,
       crashLoopMax: int(env, 'MOLECULE_CRASH_LOOP_MAX', 5, 1),
       probeConfirmations: int(env, 'MOLECULE_PROBE_CONFIRMATIONS', 2, 1),
+      reconcileIntervalMs: int(env, 'MOLECULE_RECONCILE_INTERVAL_S', 60, 1) * 1000,
     },
     a2a: {
       maxBodyBytes: int(env, 'MOLECULE_A2A_MAX_BODY_BYTES', 1024 * 1024, 1024),

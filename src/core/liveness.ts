@@ -3,6 +3,7 @@ import type { Provisioner } from '../backends/provisioner.js';
 import type { Config } from './config.js';
 import type { Workspace } from './types.js';
 import type { WorkspaceService } from './workspaces.js';
+import { sweepOrphans } from './reconcile.js';
 
 /**
  * Periodic checks: provision timeouts, missed heartbeats (confirmed with the backend and an agent probe before
@@ -12,6 +13,8 @@ import type { WorkspaceService } from './workspaces.js';
  */
 export class LivenessMonitor {
   private timer: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<unknown> | undefined;
   private running: Promise<void> | undefined;
   private readonly probeFailures = new Map<string, number>();
   private readonly lateNoted = new Set<string>();
@@ -28,11 +31,19 @@ export class LivenessMonitor {
   start(): void {
     this.timer = setInterval(() => void this.tick(), this.config.timing.livenessIntervalMs);
     this.timer.unref();
+    // Periodic reconcile: instances nobody claims (made behind our back, or left by a failed destroy) go away.
+    this.sweepTimer = setInterval(() => {
+      this.sweeping ??= sweepOrphans(this.svc, this.provisioner, this.logger, { running: true })
+        .catch((e) => this.logger.warn({ err: e }, 'orphan sweep failed'))
+        .finally(() => (this.sweeping = undefined));
+    }, this.config.timing.reconcileIntervalMs);
+    this.sweepTimer.unref();
   }
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
-    await this.running;
+    clearInterval(this.sweepTimer);
+    await Promise.all([this.running, this.sweeping]);
   }
 
   /** One pass over the workspaces that need watching. Never overlaps itself. */

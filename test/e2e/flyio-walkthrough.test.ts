@@ -24,6 +24,7 @@ describe('flyio backend, end to end (Fly Machines API simulator)', () => {
     FLY_WORKSPACE_APP: APP,
     FLY_FLAPS_BASE_URL: sim.url,
     FLY_PROXY_URL: sim.proxyUrl,
+    MOLECULE_RECONCILE_INTERVAL_S: '2',
   });
   const get = async (id = ws) => (await http.call('GET', `/workspaces/${id}`)).body;
   const status = async (id = ws) => (await get(id))?.status;
@@ -229,6 +230,12 @@ describe('flyio backend, end to end (Fly Machines API simulator)', () => {
       await waitFor(`machine ${id} destroyed`, async () => (sim.machine(id)?.state ?? 'gone') === 'destroyed' || !sim.machine(id), 30_000);
     }
     expect(sim.machine(foreign)?.state).not.toMatch(/destroy/);
+
+    // While the platform runs, the periodic reconcile catches an orphan made behind its back.
+    const lateOrphan = await orphan(crypto.randomUUID(), platformId);
+    await waitFor(`late orphan ${lateOrphan} destroyed`, async () => (sim.machine(lateOrphan)?.state ?? 'gone') === 'destroyed' || !sim.machine(lateOrphan), 30_000);
+    expect(sim.machine(foreign)?.state).not.toMatch(/destroy/);
+    expect(liveMachinesOf(w2).map((m) => m.id)).toEqual([await machineOf(w2)]);
     expect((await ask('What region are you running in?', w2)).body.result.parts[0].text).toMatch(/\bord\b/);
     await http.call('DELETE', `/workspaces/${w2}`);
     await waitFor('w2 removed', async () => (await http.call('GET', `/workspaces/${w2}`)).status === 410, 60_000);

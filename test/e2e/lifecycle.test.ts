@@ -81,6 +81,24 @@ describe('lifecycle failures and recovery', () => {
   }, 60_000);
 });
 
+describe('periodic reconcile', () => {
+  it('destroys an instance that no workspace claims, and leaves the claimed ones alone', async () => {
+    const { p, http } = await platformWith({ MOLECULE_RECONCILE_INTERVAL_S: '1' });
+    const kept = (await http.call('POST', '/workspaces', { name: 'kept' })).body.id;
+    await waitFor('ready', async () => (await statusOf(http, kept)).status === 'ready');
+    const stray = crypto.randomUUID();
+    const handle = await p.provisioner.start({
+      workspaceId: stray, name: 'stray', runtime: 'hermes', tier: 1, region: null, image: 'unused',
+      env: { WORKSPACE_ID: stray, MOLECULE_AGENT_TOKEN: 'x' },
+    });
+    const pid = handle.details.pid as number;
+    await waitFor('the stray instance destroyed', async () => !(await p.provisioner.list()).some((i) => i.workspaceId === stray), 15_000);
+    expect(pidAlive(pid)).toBe(false);
+    expect((await statusOf(http, kept)).status).toBe('ready');
+    expect((await p.provisioner.inspect((await statusOf(http, kept)).instance.id)).state).toBe('running');
+  });
+});
+
 describe('API behaviour', () => {
   it('returns the same workspace for a repeated Idempotency-Key', async () => {
     const { http } = await platformWith();

@@ -213,7 +213,7 @@ export class ProcessProvisioner implements Provisioner {
   async adopt(handles: { workspaceId: string; instanceId: string }[]): Promise<void> {
     for (const h of handles) {
       const rec = this.readRecord(h.instanceId);
-      if (!rec?.pid || this.children.has(rec.pid)) continue;
+      if (!rec?.pid || this.children.has(rec.pid) || this.pollers.has(rec.instanceId)) continue;
       if (!this.alive(rec)) continue; // inspect() reports it; the core decides what to do.
       this.opts.logger.info({ instanceId: rec.instanceId, pid: rec.pid }, 'adopted running agent process');
       const pid = rec.pid;
