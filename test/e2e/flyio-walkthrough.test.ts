@@ -10,7 +10,8 @@ import { runSeedSteps } from '../support/seed.js';
  * the Fly Machines API simulator (real agent processes, Fly's rate limits on) in place of Fly, the seed's curl
  * steps as written — then every lifecycle path, and a platform killed in the middle of provisioning.
  */
-describe('flyio backend, end to end (Fly Machines API simulator)', () => {
+// One story, told in order: each step starts where the previous one left the workspace (never shuffled).
+describe('flyio backend, end to end (Fly Machines API simulator)', { shuffle: false }, () => {
   const dataDir = tempDir('e2e-flyio');
   const APP = 'my-molecule-workspaces';
   let sim: FlySim;

@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { api, killRecordedAgents, launchPlatform, pidAlive, processEnv, tempDir, waitFor, type Api, type PlatformProcess } from '../support/harness.js';
 import { runSeedSteps } from '../support/seed.js';
 
@@ -7,13 +7,18 @@ import { runSeedSteps } from '../support/seed.js';
  * The product as a user meets it: `npm start` (process backend), the seed's curl walkthrough, then every
  * lifecycle path — restart, pause/resume, a killed agent, a platform restart that adopts, and delete.
  */
-describe('process backend, end to end', () => {
+// One story, told in order: each step starts where the previous one left the workspace (never shuffled).
+describe('process backend, end to end', { shuffle: false }, () => {
   const dataDir = tempDir('e2e');
   let platform: PlatformProcess;
   let http: Api;
   let ws: string;
 
-  const get = async () => (await http.call('GET', `/workspaces/${ws}`)).body;
+  const get = async () => {
+    const r = await http.call('GET', `/workspaces/${ws}`);
+    if (r.status !== 200 && r.status !== 410) throw new Error(`GET /workspaces/${ws} → ${r.status} ${r.text}`);
+    return r.body;
+  };
   const status = async () => (await get())?.status;
   const pid = async () => (await get()).instance.pid as number;
   const ask = async (text: string) => {
@@ -25,14 +30,25 @@ describe('process backend, end to end', () => {
     });
     return r;
   };
-  const events = async () => (await http.call('GET', `/workspaces/${ws}/events`)).body as any[];
+  const events = async () => {
+    const r = await http.call('GET', `/workspaces/${ws}/events`);
+    if (r.status !== 200) throw new Error(`GET /workspaces/${ws}/events → ${r.status} ${r.text}`);
+    return r.body as any[];
+  };
 
   beforeAll(async () => {
     platform = await launchPlatform({ dataDir });
     http = api(platform.url);
   });
 
+  let failed = false;
+  afterEach(({ task }) => {
+    if (task.result?.state === 'fail') failed = true;
+  });
+
   afterAll(async () => {
+    // On failure the platform's own log says why: keep its tail in the test output.
+    if (failed && platform) process.stdout.write(`platform log tail:\n${fs.readFileSync(platform.logFile, 'utf8').split('\n').slice(-20).join('\n')}\n`);
     await platform?.stop();
     killRecordedAgents(dataDir);
     fs.rmSync(dataDir, { recursive: true, force: true });

@@ -53,10 +53,12 @@ function storeSuite(kind: string, open: () => Promise<Store>) {
 
     it('enforces unique idempotency keys and counts by status', async () => {
       const repo = new WorkspaceRepo(store.db);
-      await repo.insert(workspace({ idempotencyKey: `k-${kind}` }));
-      await expect(repo.insert(workspace({ idempotencyKey: `k-${kind}` }))).rejects.toThrow();
-      const counts = await repo.countByStatus();
-      expect(counts.ready).toBeGreaterThanOrEqual(1);
+      const key = `k-${crypto.randomUUID()}`;
+      await repo.insert(workspace({ idempotencyKey: key }));
+      await expect(repo.insert(workspace({ idempotencyKey: key }))).rejects.toThrow();
+      const before = (await repo.countByStatus()).paused ?? 0;
+      await repo.insert(workspace({ status: 'paused' }));
+      expect((await repo.countByStatus()).paused).toBe(before + 1);
     });
 
     it('numbers events in order and filters them', async () => {
