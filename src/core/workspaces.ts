@@ -203,8 +203,9 @@ export class WorkspaceService {
   async restart(id: string): Promise<Workspace> {
     this.abortLaunch(id, 'restart requested');
     return this.act(id, 'restart', async (ws) => {
+      const kind = ws.status === 'paused' ? 'resume' : 'restart';
       await this.transition(ws, 'provisioning', 'restart requested', { restarts: [], nextRestartAt: null });
-      this.spawn(this.launch(id, ws.status === 'paused' ? 'resume' : 'restart'));
+      this.spawn(this.launch(id, kind));
     });
   }
 
