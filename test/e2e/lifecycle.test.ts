@@ -123,6 +123,17 @@ describe('API behaviour', () => {
     expect((await statusOf(http, ws)).needs_restart).toBe(false);
   });
 
+  it('restarting a paused workspace resumes its instance', async () => {
+    const { http } = await platformWith();
+    const ws = (await http.call('POST', '/workspaces', { name: 'napper' })).body.id;
+    await waitFor('ready', async () => (await statusOf(http, ws)).status === 'ready');
+    expect((await http.call('POST', `/workspaces/${ws}/pause`)).body.status).toBe('paused');
+    expect((await http.call('POST', `/workspaces/${ws}/restart`)).status).toBe(202);
+    await waitFor('ready again', async () => (await statusOf(http, ws)).status === 'ready');
+    const requested = (await http.call('GET', `/workspaces/${ws}/events`)).body.filter((e: any) => e.data.step === 'instance requested');
+    expect(requested.map((e: any) => e.data.action)).toEqual(['start', 'resume']);
+  });
+
   it('asks for confirmation before deleting a workspace with children, and cascades when confirmed', async () => {
     const { http } = await platformWith();
     const parent = (await http.call('POST', '/workspaces', { name: 'parent' })).body.id;
