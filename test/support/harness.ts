@@ -1,10 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
+import { freePort } from '../../src/util/net.js';
 import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
+
+export { freePort };
 
 export const ROOT = path.resolve(import.meta.dirname, '..', '..');
 
@@ -17,15 +19,6 @@ export const FAST_ENV = {
   MOLECULE_RESTART_BACKOFF_MAX_MS: '2000',
   LOG_LEVEL: 'info',
 };
-
-export async function freePort(): Promise<number> {
-  const srv = net.createServer().listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address() as net.AddressInfo;
-  srv.close();
-  await once(srv, 'close');
-  return port;
-}
 
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `molecule-${prefix}-`));

@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -19,6 +18,9 @@ import {
 } from '../provisioner.js';
 import { createCgroups, detectCgroups, oomKilled, removeCgroups, type CgroupSupport } from './cgroups.js';
 import { readLog } from './logfile.js';
+import { freePort } from '../../util/net.js';
+
+export { freePort };
 
 /** What survives a platform restart: enough to find, check and stop the child again. */
 interface PidRecord {
@@ -336,14 +338,4 @@ function signalGroup(pid: number, sig: NodeJS.Signals): void {
       /* already gone */
     }
   }
-}
-
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const srv = net.createServer();
-  srv.listen(0, host);
-  await once(srv, 'listening');
-  const { port } = srv.address() as net.AddressInfo;
-  srv.close();
-  await once(srv, 'close');
-  return port;
 }
