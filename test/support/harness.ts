@@ -82,6 +82,21 @@ export interface PlatformProcess {
 }
 
 export async function launchPlatform(opts: { dataDir: string; port?: number; env?: Record<string, string> }): Promise<PlatformProcess> {
+  // Ports are picked free and bound a moment later; a parallel test can take one in between. Make sure the
+  // platform answering /healthz is the one we started (its pid), and try another port when it is not.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await launchOnce(opts);
+    } catch (e) {
+      if (!(e instanceof PortTaken) || attempt >= 5) throw e;
+      await sleep(opts.port ? 500 : 0);
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function launchOnce(opts: { dataDir: string; port?: number; env?: Record<string, string> }): Promise<PlatformProcess> {
   const port = opts.port ?? (await freePort());
   const logFile = path.join(opts.dataDir, `platform-${port}-${Date.now()}.log`);
   fs.mkdirSync(opts.dataDir, { recursive: true });
@@ -95,9 +110,18 @@ export async function launchPlatform(opts: { dataDir: string; port?: number; env
   const url = `http://127.0.0.1:${port}`;
   const exited = once(child, 'exit');
   await Promise.race([
-    waitFor('platform /healthz', async () => (await fetch(`${url}/healthz`)).ok, 30_000),
+    waitFor('platform /healthz', async () => {
+      const res = await fetch(`${url}/healthz`);
+      return res.ok && ((await res.json()) as { pid?: number }).pid;
+    }, 30_000).then((pid) => {
+      if (pid === child.pid) return;
+      child.kill('SIGKILL');
+      throw new PortTaken(`port ${port} is answered by process ${pid}, not ours (${child.pid})`);
+    }),
     exited.then(() => {
-      throw new Error(`platform exited during startup:\n${fs.readFileSync(logFile, 'utf8')}`);
+      const log = fs.readFileSync(logFile, 'utf8');
+      if (/EADDRINUSE/.test(log)) throw new PortTaken(`port ${port} was taken`);
+      throw new Error(`platform exited during startup:\n${log}`);
     }),
   ]);
   return {

@@ -7,6 +7,8 @@ export function healthRoutes(deps: AppDeps): FastifyPluginAsync {
     app.withTypeProvider<ZodTypeProvider>().get('/healthz', { schema: { tags: ['platform'], summary: 'Platform health, backend and workspace counts' } }, async () => ({
       status: 'ok',
       version: deps.version,
+      pid: process.pid,
+      uptime_s: Math.round(process.uptime()),
       backend: deps.provisioner.describe(),
       database: { kind: deps.store.kind },
       workspaces: await deps.workspaces.countByStatus(),
