@@ -12,7 +12,7 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
-import { freePort } from '../src/backends/process/index.js';
+import { freePort } from '../src/util/net.js';
 
 const { values } = parseArgs({
   options: {

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { agentCommand } from '../src/agent/launch.js';
-import { freePort } from '../src/backends/process/index.js';
+import { freePort } from '../src/util/net.js';
 
 const { values } = parseArgs({ options: { iterations: { type: 'string', default: '20' }, backend: { type: 'string', default: 'process' } } });
 const N = Number(values.iterations);

@@ -4,11 +4,11 @@
  * HTTP-agnostic: handlers call these methods; failures are thrown as ApiError(status, body).
  */
 import { agentCommand as defaultAgentCommand } from '../../src/agent/launch.js';
+import { freePort } from '../../src/util/net.js';
 import { FaultRegistry, type FaultSpec } from './faults.js';
 import { FLY_RATE_LIMITS, RateLimiter, type RateLimitConfig } from './ratelimit.js';
 import {
   canConnect,
-  freePort,
   LogBuffer,
   MachineProcess,
   waitForPort,

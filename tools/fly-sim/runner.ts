@@ -5,7 +5,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { freePort } from '../../src/util/net.js';
 import type { Clock } from './util.js';
 import { signalNumber } from './util.js';
 
@@ -247,4 +246,3 @@ export async function waitForPort(
   }
 }
 
-export { freePort };

@@ -20,8 +20,6 @@ import { createCgroups, detectCgroups, oomKilled, removeCgroups, type CgroupSupp
 import { readLog } from './logfile.js';
 import { freePort } from '../../util/net.js';
 
-export { freePort };
-
 /** What survives a platform restart: enough to find, check and stop the child again. */
 interface PidRecord {
   instanceId: string;
