@@ -35,7 +35,13 @@ describe('flyio backend, end to end (Fly Machines API simulator)', { shuffle: fa
   const events = async (id = ws) => (await http.call('GET', `/workspaces/${id}/events`)).body as any[];
   /** What `flyctl machines list --app $FLY_WORKSPACE_APP` shows: the simulator's list endpoint. */
   const flyList = async (query = '') => {
-    const r = await fetch(`${sim.url}/v1/apps/${APP}/machines${query}`, { headers: { authorization: `Bearer ${sim.token}` } });
+    // The platform's reconcile shares the list bucket (1 req/s, burst 3); like flyctl, back off on 429.
+    let r: Response;
+    for (let attempt = 0; ; attempt++) {
+      r = await fetch(`${sim.url}/v1/apps/${APP}/machines${query}`, { headers: { authorization: `Bearer ${sim.token}` } });
+      if (r.status !== 429 || attempt >= 10) break;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
     expect(r.status).toBe(200);
     return (await r.json()) as any[];
   };
