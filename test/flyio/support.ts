@@ -94,11 +94,17 @@ export async function agentHealthy(url: string | null, headers?: Record<string, 
 
 /** Calls the simulator's Machines API directly — as an operator with flyctl would, behind the platform's back. */
 export async function flyctl(sim: FlySim, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const r = await fetch(sim.url + path, {
-    method,
-    headers: { authorization: `Bearer ${sim.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  // The operator shares Fly's per-action buckets with the platform; like flyctl, wait out a 429.
+  let r: Response;
+  for (let attempt = 0; ; attempt++) {
+    r = await fetch(sim.url + path, {
+      method,
+      headers: { authorization: `Bearer ${sim.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (r.status !== 429 || attempt >= 10) break;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
   const text = await r.text();
   let parsed: any = text;
   try {
