@@ -1,9 +1,10 @@
 import fs from 'node:fs';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { createProvisioner } from './backends/index.js';
 import type { Provisioner } from './backends/provisioner.js';
 import { loadConfig, type Config } from './core/config.js';
 import { Sealer } from './core/crypto.js';
+import { platformLogger } from './core/logging.js';
 import { EventBus } from './core/events.js';
 import { LivenessMonitor } from './core/liveness.js';
 import { reconcile } from './core/reconcile.js';
@@ -29,7 +30,7 @@ const version = JSON.parse(fs.readFileSync(new URL('../package.json', import.met
 /** Composition root: store, backend, lifecycle service, monitor, API. */
 export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Logger; provisioner?: Provisioner } = {}): Promise<Platform> {
   const config = loadConfig(opts.env ?? process.env);
-  const logger = opts.logger ?? pino({ level: config.logLevel, redact: ['req.headers.authorization', '*.token', '*.secrets'] });
+  const logger = opts.logger ?? platformLogger(config.logLevel);
   const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
   const sealer = Sealer.load(config.dataDir, config.secretsKey);
   const workspaces = new WorkspaceRepo(store.db);

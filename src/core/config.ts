@@ -31,6 +31,26 @@ export interface Config {
     maxResponseBytes: number;
     timeoutMs: number;
   };
+  /** Limits of the REST API (README "Security"). */
+  limits: {
+    maxBodyBytes: number;
+    /** Time a client gets to send a whole request (headers and body); answers and streams are not limited. */
+    requestTimeoutMs: number;
+    /** Requests per minute per admin token or, without one, per client address; 0 turns limiting off. */
+    ratePerMin: number;
+    /** Requests per minute per workspace token (registry, heartbeats, agent-to-agent calls); 0 = off. */
+    agentRatePerMin: number;
+  };
+  /** Agent URLs accepted on register although no backend instance reports them (agents outside our backends). */
+  externalAgentUrls: string[];
+  /** CONTAINER_BACKEND=docker settings (also used to probe for an engine when CONTAINER_BACKEND is unset). */
+  docker: {
+    /** DOCKER_HOST as given (a socket path or unix:// URL); unset means /var/run/docker.sock. */
+    host: string | undefined;
+    network: string;
+    stopTimeoutS: number;
+    pullTimeoutS: number;
+  };
   /** CONTAINER_BACKEND=flyio settings (checked by the Fly backend, which names what is missing). */
   fly: {
     apiToken: string | undefined;
@@ -61,9 +81,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const heartbeatIntervalS = int(env, 'HEARTBEAT_INTERVAL_S', 10, 1);
   const host = env.HOST || '127.0.0.1';
-  const adminToken = env.MOLECULE_ADMIN_TOKEN || undefined;
+  const adminToken = env.MOLECULE_ADMIN_TOKEN?.trim() || undefined;
   if (!isLoopback(host) && !adminToken) {
-    throw new ConfigError(`HOST=${host} listens beyond loopback; set MOLECULE_ADMIN_TOKEN so the API is not open to the network`);
+    throw new ConfigError(
+      `HOST=${host} listens beyond loopback, where an open API would let anyone drive the platform; ` +
+        'set MOLECULE_ADMIN_TOKEN (e.g. MOLECULE_ADMIN_TOKEN=$(openssl rand -hex 32)) or listen on HOST=127.0.0.1',
+    );
   }
   return {
     port: int(env, 'PORT', 8080),
@@ -93,6 +116,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxResponseBytes: int(env, 'MOLECULE_A2A_MAX_RESPONSE_BYTES', 10 * 1024 * 1024, 1024),
       timeoutMs: int(env, 'MOLECULE_A2A_TIMEOUT_S', 300, 1) * 1000,
     },
+    limits: {
+      maxBodyBytes: int(env, 'MOLECULE_MAX_BODY_BYTES', 256 * 1024, 1024),
+      requestTimeoutMs: int(env, 'MOLECULE_REQUEST_TIMEOUT_S', 30, 1) * 1000,
+      ratePerMin: int(env, 'MOLECULE_RATE_LIMIT_PER_MIN', 6000, 0),
+      agentRatePerMin: int(env, 'MOLECULE_AGENT_RATE_LIMIT_PER_MIN', 1200, 0),
+    },
+    externalAgentUrls: urlList(env, 'MOLECULE_EXTERNAL_AGENT_URLS'),
+    docker: {
+      host: env.DOCKER_HOST?.trim() || undefined,
+      network: env.MOLECULE_DOCKER_NETWORK?.trim() || 'bridge',
+      stopTimeoutS: int(env, 'MOLECULE_DOCKER_STOP_TIMEOUT_S', 5, 0),
+      pullTimeoutS: int(env, 'MOLECULE_DOCKER_PULL_TIMEOUT_S', 300, 1),
+    },
     fly: {
       apiToken: env.FLY_API_TOKEN?.trim() || undefined,
       app: env.FLY_WORKSPACE_APP?.trim() || undefined,
@@ -105,5 +141,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 }
 
 export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || h.startsWith('127.') || h.startsWith('::ffff:127.');
+}
+
+/** Comma-separated absolute http(s) URLs, normalised to their origin plus path without a trailing slash. */
+function urlList(env: NodeJS.ProcessEnv, name: string): string[] {
+  const raw = env[name]?.trim();
+  if (!raw) return [];
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      let u: URL;
+      try {
+        u = new URL(s);
+      } catch {
+        throw new ConfigError(`${name}: "${s}" is not an absolute URL (e.g. https://agent.example.com:8443)`);
+      }
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`${name}: "${s}" must be http or https`);
+      return `${u.origin}${u.pathname.replace(/\/+$/, '')}`;
+    });
 }

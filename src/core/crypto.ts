@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { ConfigError } from './config.js';
 
 /**
  * AES-256-GCM sealing for secrets and re-deliverable tokens. The associated data binds a ciphertext to its
@@ -13,7 +14,7 @@ export class Sealer {
   static load(dataDir: string, configured?: string): Sealer {
     if (configured) {
       const key = Buffer.from(configured, 'base64');
-      if (key.length !== 32) throw new Error('MOLECULE_SECRETS_KEY must be 32 bytes, base64-encoded (openssl rand -base64 32)');
+      if (key.length !== 32) throw new ConfigError('MOLECULE_SECRETS_KEY must be 32 bytes, base64-encoded (openssl rand -base64 32)');
       return new Sealer(key);
     }
     const file = path.join(dataDir, 'secrets.key');
@@ -23,8 +24,10 @@ export class Sealer {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
+    // A key file copied around with a looser mode is tightened back: only the platform's user may read it.
+    if ((fs.statSync(file).mode & 0o077) !== 0) fs.chmodSync(file, 0o600);
     const key = Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'base64');
-    if (key.length !== 32) throw new Error(`${file} does not hold a 32-byte base64 key`);
+    if (key.length !== 32) throw new ConfigError(`${file} does not hold a 32-byte base64 key; restore it, or set MOLECULE_SECRETS_KEY`);
     return new Sealer(key);
   }
 
@@ -54,4 +57,11 @@ export function mintToken(kind: 'workspace' | 'agent'): string {
 /** Tokens are looked up by hash; they are long random values, so an unsalted SHA-256 is enough. */
 export function hashToken(token: string): string {
   return crypto.createHash('sha256').update(token).digest('hex');
+}
+
+/** Constant-time string comparison; hashing first keeps the lengths from leaking too. */
+export function safeEqual(a: string, b: string): boolean {
+  const ha = crypto.createHash('sha256').update(a).digest();
+  const hb = crypto.createHash('sha256').update(b).digest();
+  return crypto.timingSafeEqual(ha, hb);
 }

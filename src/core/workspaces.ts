@@ -4,7 +4,8 @@ import { AGENT_ENV, type HeartbeatRequest, type RegisterRequest, type RegistryRe
 import { ProvisionError, type InstanceEvent, type InstanceSpec, type Provisioner } from '../backends/provisioner.js';
 import type { SecretRepo, TokenRepo, WorkspaceRepo } from '../store/repositories.js';
 import type { Config } from './config.js';
-import { hashToken, mintToken, type Sealer } from './crypto.js';
+import { agentUrlProblem } from './agent-url.js';
+import { hashToken, mintToken, safeEqual, type Sealer } from './crypto.js';
 import { ApiError } from './errors.js';
 import type { EventBus } from './events.js';
 import { imageFor } from './runtimes.js';
@@ -50,6 +51,8 @@ export interface AgentTarget {
 }
 
 const ERROR_RATE_DEGRADED = 0.5;
+/** How long a registration waits for the backend to report the instance it comes from (below the agent's timeout). */
+const REGISTER_WAIT_MS = 5000;
 const tokenAad = (workspaceId: string, kind: string) => `token:${workspaceId}:${kind}`;
 export const secretAad = (scope: string, key: string) => `secret:${scope}:${key}`;
 
@@ -70,6 +73,8 @@ export class WorkspaceService {
   private readonly timers = new Set<NodeJS.Timeout>();
   /** Starts in flight, so a delete, pause, restart or shutdown does not wait for a slow boot to finish. */
   private readonly launches = new Map<string, AbortController>();
+  /** Launches queued or running, so a registration can wait until the backend has said what it started. */
+  private readonly launching = new Map<string, Promise<void>>();
   private closed = false;
 
   constructor(private readonly d: ServiceDeps) {
@@ -155,8 +160,7 @@ export class WorkspaceService {
       }
       throw e;
     }
-    // Tokens and secrets are committed before any backend is asked for anything: the agent may register at once.
-    await this.mintTokens(ws.id);
+    // Secrets are committed before any backend is asked for anything; tokens are minted by each launch.
     for (const [k, v] of Object.entries(input.secrets ?? {})) {
       await this.d.secrets.put(ws.id, k, this.d.sealer.seal(v, secretAad(ws.id, k)));
     }
@@ -275,9 +279,21 @@ export class WorkspaceService {
   // ---- agent-facing --------------------------------------------------------------------------------------
 
   async register(token: string | undefined, body: RegisterRequest): Promise<RegistryResponse> {
+    const first = await this.byWorkspaceToken(token);
+    // The agent may be faster than the backend's answer: wait until the instance it runs in is recorded.
+    const pending = this.launching.get(first.id);
+    if (pending) await settledWithin(pending, REGISTER_WAIT_MS);
     const ws = await this.byWorkspaceToken(token);
     if (ws.status === 'paused' || ws.status === 'failed') {
       throw new ApiError(409, 'invalid_state', `workspace ${ws.id} is ${ws.status}; it does not accept registrations`);
+    }
+    if (this.launching.has(ws.id)) {
+      throw new ApiError(503, 'instance_starting', `the backend has not reported workspace ${ws.id}'s instance yet; retry`);
+    }
+    const problem = agentUrlProblem(body.url, { instanceId: ws.instanceId, handle: ws.instance }, this.d.config.externalAgentUrls);
+    if (problem) {
+      this.d.logger.warn({ workspace_id: ws.id, reported_url: body.url.slice(0, 300), problem }, 'registration refused: agent url');
+      throw new ApiError(403, 'agent_url_mismatch', problem);
     }
     const now = new Date().toISOString();
     await this.d.workspaces.update(ws.id, { agentUrl: body.url, agentCard: body.agent_card, lastHeartbeatAt: now });
@@ -294,6 +310,8 @@ export class WorkspaceService {
     if (ws.status === 'paused' || ws.status === 'failed') {
       throw new ApiError(409, 'invalid_state', `workspace ${ws.id} is ${ws.status}; it does not accept heartbeats`);
     }
+    // Only a registered instance (its URL checked) may turn the workspace ready; the agent re-registers on 404.
+    if (!ws.agentUrl) throw new ApiError(404, 'not_registered', `register workspace ${ws.id}'s agent before sending heartbeats`);
     const now = new Date().toISOString();
     await this.d.workspaces.update(ws.id, { lastHeartbeatAt: now, heartbeat: { ...body, at: now } });
     let target: WorkspaceStatus | null = null;
@@ -312,9 +330,14 @@ export class WorkspaceService {
 
   private async byWorkspaceToken(token: string | undefined): Promise<Workspace> {
     if (!token) throw new ApiError(401, 'missing_token', 'Authorization: Bearer <workspace token> is required');
+    if (this.d.config.adminToken && safeEqual(token, this.d.config.adminToken)) {
+      throw new ApiError(403, 'wrong_token', 'the admin token does not identify a workspace; agents use their MOLECULE_WORKSPACE_TOKEN');
+    }
     const row = await this.d.tokens.findActiveByHash(hashToken(token));
-    if (!row || row.kind !== 'workspace') {
-      // A revoked token of a removed workspace says so, so the agent can stop instead of retrying forever.
+    if (row && row.kind !== 'workspace') {
+      throw new ApiError(403, 'wrong_token', 'an agent token is for calls from the platform to the agent; send the workspace token');
+    }
+    if (!row) {
       throw new ApiError(401, 'invalid_token', 'the workspace token is not valid (revoked, or never issued)');
     }
     const ws = await this.d.workspaces.get(row.workspace_id);
@@ -322,6 +345,25 @@ export class WorkspaceService {
       throw new ApiError(410, 'workspace_removed', `workspace ${row.workspace_id} was removed`);
     }
     return ws;
+  }
+
+  /** The live workspace an active workspace token belongs to (the caller's identity on the API), if any. */
+  async workspaceForToken(token: string): Promise<Workspace | undefined> {
+    const row = await this.d.tokens.findActiveByHash(hashToken(token));
+    if (!row || row.kind !== 'workspace') return undefined;
+    const ws = await this.d.workspaces.get(row.workspace_id);
+    return ws && ws.status !== 'removed' && ws.status !== 'removing' ? ws : undefined;
+  }
+
+  /**
+   * A2A access rule for workspace callers: a workspace may call itself, its parent, its children and its siblings
+   * (same parent; top-level workspaces are siblings of each other). Admin callers are not limited.
+   */
+  async mayCall(callerId: string, targetId: string): Promise<boolean> {
+    if (callerId === targetId) return true;
+    const [caller, target] = await Promise.all([this.d.workspaces.get(callerId), this.d.workspaces.get(targetId)]);
+    if (!caller || !target) return false;
+    return target.id === caller.parentId || target.parentId === caller.id || target.parentId === caller.parentId;
   }
 
   /** How the proxy reaches a routable workspace's agent; 503 with the status while it is not routable. */
@@ -372,69 +414,81 @@ export class WorkspaceService {
     return true;
   }
 
-  /** Asks the backend for an instance; the workspace must be `provisioning`. Failures end in `failed` with the reason. */
+  /**
+   * Asks the backend for an instance; the workspace must be `provisioning`. Failures end in `failed` with the reason.
+   * Every start, restart and resume (by request, automatic, or after a platform restart) comes through here, so
+   * every instance gets fresh tokens and the previous instance's are revoked before the backend is called.
+   */
   async launch(id: string, kind: 'start' | 'restart' | 'resume'): Promise<void> {
-    await this.withLock(id, async () => {
-      const ws = await this.d.workspaces.get(id);
-      if (!ws || ws.status !== 'provisioning') return;
-      const spec = await this.spec(ws);
-      spec.progress = (step, data = {}) => {
-        this.spawn(this.d.bus.publish('workspace.step', id, { step, ...data }));
-      };
-      const abort = new AbortController();
-      this.launches.set(id, abort);
-      spec.signal = abort.signal;
-      await this.d.bus.publish('workspace.step', id, {
-        step: 'instance requested',
-        action: kind,
-        backend: this.d.provisioner.name,
-        image: spec.image,
-        tier: ws.tier,
-        region: spec.region,
-      });
-      try {
-        const p = this.d.provisioner;
-        const handle =
-          kind === 'start' || !ws.instanceId
-            ? await p.start(spec)
-            : kind === 'resume'
-              ? await p.resume(ws.instanceId, spec)
-              : await p.restart(ws.instanceId, spec);
-        await this.d.workspaces.update(id, {
-          instanceId: handle.instanceId,
-          instance: { url: handle.url, headers: handle.headers, details: handle.details },
-          needsRestart: false,
-        });
-        await this.d.bus.publish('workspace.step', id, {
-          step: 'instance started',
-          instance_id: handle.instanceId,
-          ...handle.details,
-        });
-      } catch (e) {
-        if (abort.signal.aborted) {
-          // Whoever aborted it decides what happens next; reconcile relaunches after a shutdown.
-          await this.d.bus.publish('workspace.step', id, { step: 'start abandoned', reason: String(abort.signal.reason) });
-          return;
-        }
-        const reason = e instanceof ProvisionError ? `${e.code}: ${e.message}` : `backend error: ${(e as Error).message}`;
-        this.d.logger.warn({ workspace_id: id, err: (e as Error).message }, 'instance start failed');
-        const cur = await this.d.workspaces.get(id);
-        if (cur && cur.status === 'provisioning') await this.transition(cur, 'failed', reason);
-      } finally {
-        if (this.launches.get(id) === abort) this.launches.delete(id);
-      }
+    const run = this.withLock(id, () => this.launchLocked(id, kind));
+    this.launching.set(id, run);
+    try {
+      await run;
+    } finally {
+      if (this.launching.get(id) === run) this.launching.delete(id);
+    }
+  }
+
+  private async launchLocked(id: string, kind: 'start' | 'restart' | 'resume'): Promise<void> {
+    const ws = await this.d.workspaces.get(id);
+    if (!ws || ws.status !== 'provisioning') return;
+    const tokens = await this.rotateTokens(id);
+    // The new instance is unknown until it registers; its URL is checked then.
+    await this.d.workspaces.update(id, { agentUrl: null });
+    const spec = await this.spec(ws, tokens);
+    spec.progress = (step, data = {}) => {
+      this.spawn(this.d.bus.publish('workspace.step', id, { step, ...data }));
+    };
+    const abort = new AbortController();
+    this.launches.set(id, abort);
+    spec.signal = abort.signal;
+    await this.d.bus.publish('workspace.step', id, {
+      step: 'instance requested',
+      action: kind,
+      backend: this.d.provisioner.name,
+      image: spec.image,
+      tier: ws.tier,
+      region: spec.region,
     });
+    try {
+      const p = this.d.provisioner;
+      const handle =
+        kind === 'start' || !ws.instanceId
+          ? await p.start(spec)
+          : kind === 'resume'
+            ? await p.resume(ws.instanceId, spec)
+            : await p.restart(ws.instanceId, spec);
+      await this.d.workspaces.update(id, {
+        instanceId: handle.instanceId,
+        instance: { url: handle.url, headers: handle.headers, details: handle.details },
+        needsRestart: false,
+      });
+      await this.d.bus.publish('workspace.step', id, {
+        step: 'instance started',
+        instance_id: handle.instanceId,
+        ...handle.details,
+      });
+    } catch (e) {
+      if (abort.signal.aborted) {
+        // Whoever aborted it decides what happens next; reconcile relaunches after a shutdown.
+        await this.d.bus.publish('workspace.step', id, { step: 'start abandoned', reason: String(abort.signal.reason) });
+        return;
+      }
+      const reason = e instanceof ProvisionError ? `${e.code}: ${e.message}` : `backend error: ${(e as Error).message}`;
+      this.d.logger.warn({ workspace_id: id, err: (e as Error).message }, 'instance start failed');
+      const cur = await this.d.workspaces.get(id);
+      if (cur && cur.status === 'provisioning') await this.transition(cur, 'failed', reason);
+    } finally {
+      if (this.launches.get(id) === abort) this.launches.delete(id);
+    }
   }
 
   /** The complete environment and shape of the instance. Reserved contract variables always win. */
-  private async spec(ws: Workspace): Promise<InstanceSpec> {
+  private async spec(ws: Workspace, tokens: { workspace: string; agent: string }): Promise<InstanceSpec> {
     const env: Record<string, string> = { ...ws.env };
     for (const scope of ['global', ws.id]) {
       for (const s of await this.d.secrets.list(scope)) env[s.key] = this.d.sealer.open(s.sealed, secretAad(scope, s.key));
     }
-    const wsToken = await this.d.tokens.active(ws.id, 'workspace');
-    const agentToken = await this.d.tokens.active(ws.id, 'agent');
-    if (!wsToken || !agentToken) throw new ProvisionError('START_FAILED', 'workspace tokens are missing (revoked?)');
     Object.assign(env, {
       [AGENT_ENV.workspaceId]: ws.id,
       [AGENT_ENV.workspaceName]: ws.name,
@@ -442,8 +496,8 @@ export class WorkspaceService {
       [AGENT_ENV.workspaceRuntime]: ws.runtime,
       [AGENT_ENV.workspaceTier]: String(ws.tier),
       [AGENT_ENV.platformUrl]: this.d.platformUrl(),
-      [AGENT_ENV.workspaceToken]: this.d.sealer.open(wsToken.sealed, tokenAad(ws.id, 'workspace')),
-      [AGENT_ENV.agentToken]: this.d.sealer.open(agentToken.sealed, tokenAad(ws.id, 'agent')),
+      [AGENT_ENV.workspaceToken]: tokens.workspace,
+      [AGENT_ENV.agentToken]: tokens.agent,
       [AGENT_ENV.region]: ws.region ?? this.d.provisioner.defaultRegion,
       [AGENT_ENV.heartbeatIntervalS]: String(this.d.config.timing.heartbeatIntervalS),
       [AGENT_ENV.port]: '8000',
@@ -459,17 +513,25 @@ export class WorkspaceService {
     };
   }
 
-  private async mintTokens(workspaceId: string): Promise<void> {
-    for (const kind of ['workspace', 'agent'] as const) {
-      const token = mintToken(kind);
-      await this.d.tokens.insert({
-        id: crypto.randomUUID(),
-        workspaceId,
-        kind,
-        hash: hashToken(token),
-        sealed: this.d.sealer.seal(token, tokenAad(workspaceId, kind)),
-      });
-    }
+  /**
+   * Revokes the workspace's tokens and mints a new pair. The workspace token (agent → platform) is stored only as
+   * its hash: the agent gets it once, in its environment. The agent token (platform → agent) is also sealed, since
+   * the proxy presents it on every call.
+   */
+  private async rotateTokens(workspaceId: string): Promise<{ workspace: string; agent: string }> {
+    await this.d.tokens.revokeAll(workspaceId);
+    this.routes.delete(workspaceId);
+    const workspace = mintToken('workspace');
+    const agent = mintToken('agent');
+    await this.d.tokens.insert({ id: crypto.randomUUID(), workspaceId, kind: 'workspace', hash: hashToken(workspace), sealed: '' });
+    await this.d.tokens.insert({
+      id: crypto.randomUUID(),
+      workspaceId,
+      kind: 'agent',
+      hash: hashToken(agent),
+      sealed: this.d.sealer.seal(agent, tokenAad(workspaceId, 'agent')),
+    });
+    return { workspace, agent };
   }
 
   /** Destroys the instance of a `removing` workspace; on failure it stays `removing` and the monitor retries. */
@@ -579,4 +641,11 @@ export class WorkspaceService {
     for (const t of this.timers) clearTimeout(t);
     await Promise.allSettled([...this.background]);
   }
+}
+
+/** Waits for p to settle, at most ms; never throws. */
+async function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
 }

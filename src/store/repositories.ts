@@ -151,10 +151,11 @@ export class TokenRepo {
       .executeTakeFirst();
   }
 
+  /** Revoked tokens keep only their hash (for "revoked" answers); the sealed plaintext is dropped. */
   async revokeAll(workspaceId: string): Promise<void> {
     await this.db
       .updateTable('tokens')
-      .set({ revoked_at: new Date().toISOString() })
+      .set({ revoked_at: new Date().toISOString(), sealed: '' })
       .where('workspace_id', '=', workspaceId)
       .where('revoked_at', 'is', null)
       .execute();

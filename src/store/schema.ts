@@ -38,7 +38,8 @@ export interface TokenRow {
   workspace_id: string;
   kind: string;
   hash: string;
-  /** The plaintext sealed with the secrets key, so the platform can hand it to a re-created instance. */
+  /** Agent tokens: the plaintext sealed with the secrets key, since the proxy presents it. Workspace tokens and
+   *  revoked ones: '' (only the hash is kept). */
   sealed: string;
   created_at: string;
   revoked_at: string | null;

@@ -18,6 +18,7 @@ export const PROXY_ERRORS = {
   notFound: -32034,
   gone: -32035,
   agentAuth: -32036,
+  forbidden: -32037,
 } as const;
 
 const SEND_METHODS = new Set(['message/send', 'message/stream', 'SendMessage', 'SendStreamingMessage']);
@@ -72,6 +73,12 @@ export function a2aRoutes(deps: AppDeps): FastifyPluginAsync {
         try {
           const parsed = normalise(req.body as Buffer | undefined, req.headers.accept);
           id = parsed.id;
+          const caller = req.caller;
+          if (caller?.kind === 'workspace' && !(await deps.svc.mayCall(caller.workspaceId, req.params.id))) {
+            throw new RpcError(403, PROXY_ERRORS.forbidden, `workspace ${caller.workspaceId} may call only its parent, its children and its siblings`, {
+              code: 'a2a_forbidden',
+            });
+          }
           const target = await deps.svc.agentTarget(req.params.id).catch((e) => {
             throw toRpcError(e);
           });
@@ -238,6 +245,8 @@ function outcomeOf(e: RpcError): string {
       return 'unreachable';
     case PROXY_ERRORS.timeout:
       return 'timeout';
+    case PROXY_ERRORS.forbidden:
+      return 'forbidden';
     default:
       return 'invalid';
   }

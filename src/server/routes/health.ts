@@ -12,6 +12,9 @@ export function healthRoutes(deps: AppDeps): FastifyPluginAsync {
       backend: deps.provisioner.describe(),
       database: { kind: deps.store.kind },
       workspaces: await deps.workspaces.countByStatus(),
+      auth: deps.config.adminToken
+        ? { admin_token: true, api: 'Authorization: Bearer <MOLECULE_ADMIN_TOKEN> required' }
+        : { admin_token: false, api: `open on loopback (${deps.config.host}); set MOLECULE_ADMIN_TOKEN to require a token` },
     }));
   };
 }

@@ -1,0 +1,132 @@
+import fastifyHelmet from '@fastify/helmet';
+import fastifyRateLimit from '@fastify/rate-limit';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Config } from '../core/config.js';
+import { safeEqual } from '../core/crypto.js';
+import { ApiError } from '../core/errors.js';
+import type { WorkspaceService } from '../core/workspaces.js';
+
+/**
+ * Who is calling. `admin`: the admin token. `open`: no admin token is configured (loopback only) and none was
+ * needed. `workspace`: an agent with its own workspace token, which only the registry and the A2A proxy accept.
+ * `anonymous`: nothing presented while an admin token is configured.
+ */
+export type Caller =
+  | { kind: 'admin' }
+  | { kind: 'open' }
+  | { kind: 'workspace'; workspaceId: string }
+  | { kind: 'anonymous' }
+  | { kind: 'invalid' };
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    caller: Caller;
+  }
+}
+
+/** Paths that never need the admin token: agents authenticate with their own token; probes need health. */
+const OPEN_PATHS = new Set(['/healthz', '/registry/register', '/registry/heartbeat']);
+const A2A_PATH = /^\/workspaces\/[^/]+\/a2a$/;
+
+export interface SecurityDeps {
+  config: Config;
+  svc: WorkspaceService;
+  /** Paths of the web UI's files: public, so the sign-in page loads before anyone has a token. */
+  isPublicPath?: (path: string) => boolean;
+}
+
+/**
+ * Authentication, rate limits and security headers, installed on the root instance before any route:
+ * 1. identify the caller (never throws, so the rate limiter can key on who it is);
+ * 2. rate-limit per token (per client address when there is none);
+ * 3. enforce: 401 without valid credentials, 403 for valid ones that may not do this.
+ */
+export async function installSecurity(app: FastifyInstance<any, any, any, any, any>, deps: SecurityDeps): Promise<void> {
+  const { config, svc } = deps;
+  const isPublic = (path: string) => OPEN_PATHS.has(path) || (deps.isPublicPath?.(path) ?? false);
+
+  app.decorateRequest('caller', null as any);
+  app.addHook('onRequest', async (req) => {
+    req.caller = await identify(req, config, svc);
+  });
+
+  const off = (limit: number) => limit <= 0;
+  await app.register(fastifyRateLimit, {
+    global: true,
+    hook: 'onRequest',
+    timeWindow: 60_000,
+    keyGenerator: (req) => rateKey(req),
+    max: (req) => (req.caller?.kind === 'workspace' ? config.limits.agentRatePerMin : config.limits.ratePerMin),
+    allowList: (req) => off(req.caller?.kind === 'workspace' ? config.limits.agentRatePerMin : config.limits.ratePerMin),
+    errorResponseBuilder: (_req, ctx) =>
+      new ApiError(429, 'rate_limited', `too many requests: at most ${ctx.max} a minute for this token; retry in ${ctx.after}`),
+  });
+
+  app.addHook('onRequest', async (req) => {
+    const path = req.url.split('?')[0]!;
+    if (isPublic(path)) return;
+    const c = req.caller;
+    if (c.kind === 'invalid') throw new ApiError(401, 'invalid_token', 'the bearer token is not valid (wrong, revoked, or for another platform)');
+    if (c.kind === 'anonymous') throw new ApiError(401, 'unauthorized', 'this API needs Authorization: Bearer <MOLECULE_ADMIN_TOKEN>');
+    if (c.kind === 'workspace' && !(req.method === 'POST' && A2A_PATH.test(path))) {
+      throw new ApiError(403, 'forbidden', 'a workspace token is accepted only by the registry and by POST /workspaces/:id/a2a');
+    }
+  });
+
+  await app.register(fastifyHelmet, {
+    // The UI is served from this origin only, with no inline script; nothing may frame it.
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        scriptSrcAttr: ["'none'"],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        imgSrc: ["'self'", 'data:'],
+        fontSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+        objectSrc: ["'none'"],
+        baseUri: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+      },
+    },
+    frameguard: { action: 'deny' },
+    // Served over plain HTTP on loopback by default; HSTS belongs to the TLS terminator in front.
+    strictTransportSecurity: false,
+    crossOriginEmbedderPolicy: false,
+  });
+}
+
+async function identify(req: FastifyRequest, config: Config, svc: WorkspaceService): Promise<Caller> {
+  const token = bearer(req.headers.authorization) ?? queryToken(req);
+  if (!token) return config.adminToken ? { kind: 'anonymous' } : { kind: 'open' };
+  if (config.adminToken && safeEqual(token, config.adminToken)) return { kind: 'admin' };
+  const ws = await svc.workspaceForToken(token);
+  if (ws) return { kind: 'workspace', workspaceId: ws.id };
+  return { kind: 'invalid' };
+}
+
+function rateKey(req: FastifyRequest): string {
+  const c = req.caller;
+  if (c?.kind === 'admin') return 'admin';
+  if (c?.kind === 'workspace') return `ws:${c.workspaceId}`;
+  return `ip:${req.ip}`;
+}
+
+export function bearer(header: string | undefined): string | undefined {
+  const m = header?.match(/^Bearer\s+(\S+)\s*$/i);
+  return m?.[1];
+}
+
+/**
+ * Browsers cannot set headers on EventSource or WebSocket, so GETs may carry `?token=`. It is taken out of the
+ * query before validation (strict query schemas would refuse it) so no handler ever sees it.
+ */
+function queryToken(req: FastifyRequest): string | undefined {
+  if (req.method !== 'GET') return undefined;
+  const q = req.query as Record<string, unknown> | undefined;
+  const t = q?.token;
+  if (q && 'token' in q) delete q.token;
+  return typeof t === 'string' && t ? t : undefined;
+}
