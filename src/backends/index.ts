@@ -1,8 +1,13 @@
 import type { Logger } from 'pino';
 import { ConfigError, type Config } from '../core/config.js';
+import { DockerProvisioner, loadDockerPlatformId } from './docker/index.js';
+import { dockerSocketPath, engineClient, pingEngine } from './docker/engine.js';
 import { FlyProvisioner } from './flyio/index.js';
 import { ProcessProvisioner } from './process/index.js';
 import type { Provisioner } from './provisioner.js';
+
+/** How long CONTAINER_BACKEND unset waits for a Docker engine before settling for the process backend. */
+const AUTO_PING_TIMEOUT_MS = 1000;
 
 /** Picks the backend named by CONTAINER_BACKEND. The only place that knows every backend. */
 export async function createProvisioner(config: Config, logger: Logger): Promise<Provisioner> {
@@ -10,10 +15,13 @@ export async function createProvisioner(config: Config, logger: Logger): Promise
     case 'process':
       return new ProcessProvisioner({ dataDir: config.dataDir, logger });
     case 'auto':
-      logger.info('CONTAINER_BACKEND unset: using the process backend (this build has no Docker backend yet)');
-      return new ProcessProvisioner({ dataDir: config.dataDir, logger });
-    case 'docker':
-      throw new ConfigError('CONTAINER_BACKEND=docker: the Docker backend is not built yet; use process or flyio');
+      return autoSelect(config, logger);
+    case 'docker': {
+      const docker = await dockerProvisioner(config, logger, dockerSocketPath(config.docker.host));
+      const down = docker.unavailable();
+      if (down) logger.error(`CONTAINER_BACKEND=docker: ${down}. Creating workspaces answers 503 until the engine answers.`);
+      return withSelection(docker, 'CONTAINER_BACKEND=docker');
+    }
     case 'flyio': {
       const fly = FlyProvisioner.fromConfig(config, logger);
       if (!config.platformUrl && fly.usesRealFly) {
@@ -25,4 +33,42 @@ export async function createProvisioner(config: Config, logger: Logger): Promise
       return fly;
     }
   }
+}
+
+/** CONTAINER_BACKEND unset: Docker when an engine answers a ping quickly, else local processes. */
+async function autoSelect(config: Config, logger: Logger): Promise<Provisioner> {
+  let socket: string;
+  try {
+    socket = dockerSocketPath(config.docker.host);
+  } catch (e) {
+    const why = `${(e as ConfigError).message}, so no Docker engine was tried`;
+    logger.info(`CONTAINER_BACKEND unset: using the process backend (${why})`);
+    return withSelection(new ProcessProvisioner({ dataDir: config.dataDir, logger }), `auto: ${why}`);
+  }
+  const ping = await pingEngine(engineClient(socket), AUTO_PING_TIMEOUT_MS);
+  if (ping.ok) {
+    logger.info(`CONTAINER_BACKEND unset: a Docker engine answers at unix://${socket}, using the docker backend`);
+    return withSelection(await dockerProvisioner(config, logger, socket), `auto: a Docker engine answered at unix://${socket}`);
+  }
+  const why = `no Docker engine answered at unix://${socket} (${ping.error})`;
+  logger.info(`CONTAINER_BACKEND unset: using the process backend; ${why}`);
+  return withSelection(new ProcessProvisioner({ dataDir: config.dataDir, logger }), `auto: ${why}`);
+}
+
+async function dockerProvisioner(config: Config, logger: Logger, socketPath: string): Promise<DockerProvisioner> {
+  return new DockerProvisioner({
+    socketPath,
+    logger,
+    platformId: loadDockerPlatformId(config.dataDir),
+    network: config.docker.network,
+    stopTimeoutS: config.docker.stopTimeoutS,
+    pullTimeoutS: config.docker.pullTimeoutS,
+  }).init();
+}
+
+/** /healthz shows why this backend was chosen. */
+function withSelection<P extends Provisioner>(p: P, selected: string): P {
+  const describe = p.describe.bind(p);
+  p.describe = () => ({ ...describe(), selected });
+  return p;
 }

@@ -73,6 +73,8 @@ export interface Provisioner {
   readonly name: string;
   /** Region given to workspaces that do not ask for one (the agent reports it as MOLECULE_REGION). */
   readonly defaultRegion: string;
+  /** Regions a workspace may ask for (code → place), for pickers; absent when the backend takes any region code. */
+  readonly regions?: Readonly<Record<string, string>>;
   /** Caller mistakes this backend can see before starting anything (e.g. an unknown Fly region). */
   validate?(spec: { region: string | null; tier: number; runtime: string }): string | null;
   /** Start a new instance. Throws ProvisionError with a typed code on failure. */
@@ -97,8 +99,22 @@ export interface Provisioner {
   watch(listener: (ev: InstanceEvent) => void): () => void;
   /** Re-attach to instances that survived a platform restart; called once at startup. */
   adopt?(handles: { workspaceId: string; instanceId: string }[]): Promise<void>;
+  /** Why the backend cannot take work right now (e.g. its engine is unreachable), or null when it can. */
+  unavailable?(): string | null;
+  /**
+   * For backends whose instances cannot reach the platform's loopback address (containers): a host-local address
+   * the platform should also listen on for the agent-facing routes, and the subnets its instances connect from.
+   * Only used when PLATFORM_URL is not set.
+   */
+  agentNetwork?(): Promise<AgentNetwork>;
   /** Release timers and connections; instances keep running. */
   close(): Promise<void>;
+}
+
+/** Where instances reach the platform: an address of this host, and the subnets they connect from. */
+export interface AgentNetwork {
+  host: string;
+  subnets: string[];
 }
 
 export type ProvisionErrorCode =

@@ -39,8 +39,8 @@ export interface ServiceDeps {
   provisioner: Provisioner;
   sealer: Sealer;
   logger: Logger;
-  /** The URL agents use to reach the platform; known once the server listens. */
-  platformUrl: () => string;
+  /** The URL agents use to reach the platform; known once the server listens (a backend's may need setting up). */
+  platformUrl: () => string | Promise<string>;
 }
 
 /** Where and how to reach a workspace's agent. */
@@ -119,6 +119,7 @@ export class WorkspaceService {
     }
     const problem = this.d.provisioner.validate?.({ region: input.region ?? null, tier: input.tier, runtime: input.runtime });
     if (problem) throw new ApiError(400, 'invalid_for_backend', problem);
+    this.assertBackendAvailable();
 
     const now = new Date().toISOString();
     const ws: Workspace = {
@@ -207,6 +208,7 @@ export class WorkspaceService {
   async restart(id: string): Promise<Workspace> {
     this.abortLaunch(id, 'restart requested');
     return this.act(id, 'restart', async (ws) => {
+      this.assertBackendAvailable();
       const kind = ws.status === 'paused' ? 'resume' : 'restart';
       await this.transition(ws, 'provisioning', 'restart requested', { restarts: [], nextRestartAt: null });
       this.spawn(this.launch(id, kind));
@@ -223,6 +225,7 @@ export class WorkspaceService {
 
   async resume(id: string): Promise<Workspace> {
     return this.act(id, 'resume', async (ws) => {
+      this.assertBackendAvailable();
       await this.transition(ws, 'provisioning', 'resume requested', { restarts: [] });
       this.spawn(this.launch(id, 'resume'));
     });
@@ -247,6 +250,12 @@ export class WorkspaceService {
     });
     this.spawn(this.destroy(id));
     return res;
+  }
+
+  /** 503 before anything is recorded when the backend cannot take work (e.g. its engine is unreachable). */
+  private assertBackendAvailable(): void {
+    const down = this.d.provisioner.unavailable?.();
+    if (down) throw new ApiError(503, 'backend_unavailable', `the ${this.d.provisioner.name} backend cannot start workspaces now: ${down}`);
   }
 
   /** Runs a user action under the workspace lock after checking it is allowed from the current status. */
@@ -435,7 +444,16 @@ export class WorkspaceService {
     const tokens = await this.rotateTokens(id);
     // The new instance is unknown until it registers; its URL is checked then.
     await this.d.workspaces.update(id, { agentUrl: null });
-    const spec = await this.spec(ws, tokens);
+    let spec: InstanceSpec;
+    try {
+      spec = await this.spec(ws, tokens);
+    } catch (e) {
+      // E.g. the address agents reach the platform on could not be set up (the backend's engine is down).
+      const reason = e instanceof ProvisionError ? `${e.code}: ${e.message}` : `could not prepare the instance: ${(e as Error).message}`;
+      const cur = await this.d.workspaces.get(id);
+      if (cur && cur.status === 'provisioning') await this.transition(cur, 'failed', reason);
+      return;
+    }
     spec.progress = (step, data = {}) => {
       this.spawn(this.d.bus.publish('workspace.step', id, { step, ...data }));
     };
@@ -495,7 +513,7 @@ export class WorkspaceService {
       [AGENT_ENV.workspaceRole]: ws.role,
       [AGENT_ENV.workspaceRuntime]: ws.runtime,
       [AGENT_ENV.workspaceTier]: String(ws.tier),
-      [AGENT_ENV.platformUrl]: this.d.platformUrl(),
+      [AGENT_ENV.platformUrl]: await this.d.platformUrl(),
       [AGENT_ENV.workspaceToken]: tokens.workspace,
       [AGENT_ENV.agentToken]: tokens.agent,
       [AGENT_ENV.region]: ws.region ?? this.d.provisioner.defaultRegion,

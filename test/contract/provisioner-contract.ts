@@ -8,10 +8,14 @@ export interface ContractSubject {
   provisioner: Provisioner;
   /** Kills an instance behind the backend's back (as a crash or an operator would). */
   crash(instanceId: string): Promise<void>;
+  /** The runtime image to start (container backends need one that exists locally). */
+  image?: string;
   close(): Promise<void>;
 }
 
 const AGENT_TOKEN = 'contract-agent-token';
+
+let image = 'ghcr.io/molecule-ai/workspace-hermes:latest';
 
 function spec(overrides: Partial<InstanceSpec> = {}): InstanceSpec {
   const workspaceId = crypto.randomUUID();
@@ -21,7 +25,7 @@ function spec(overrides: Partial<InstanceSpec> = {}): InstanceSpec {
     runtime: 'hermes',
     tier: 1,
     region: null,
-    image: 'ghcr.io/molecule-ai/workspace-hermes:latest',
+    image,
     env: { WORKSPACE_ID: workspaceId, WORKSPACE_NAME: 'contract', MOLECULE_AGENT_TOKEN: AGENT_TOKEN, MOLECULE_REGION: 'test', PORT: '8000' },
     ...overrides,
   };
@@ -49,6 +53,7 @@ export function provisionerContract(name: string, makeSubject: () => Promise<Con
 
     beforeAll(async () => {
       s = await makeSubject();
+      if (s.image) image = s.image;
       s.provisioner.watch((ev) => events.push(ev));
     });
     afterAll(async () => {

@@ -1,0 +1,185 @@
+/**
+ * Builds the workspace runtime images into the local Docker engine (DOCKER_HOST), offline when needed.
+ *
+ *   npm run build:images                    # base from this host's node, then every runtime image
+ *   npm run build:images -- --base node:20-bookworm-slim   # base from a registry instead
+ *   npm run build:images -- --test          # also the test images the Docker tests use
+ *
+ * No registry is needed: the base image is this host's node binary plus the shared libraries `ldd` lists,
+ * imported as a filesystem tarball (`POST /images/create?fromSrc=-`). Runtime images then build on top of it
+ * with the engine's classic builder (`POST /build`), from images/<runtime>/Dockerfile with the repository root
+ * as context. Each runtime image is tagged with the name the platform will ask for (MOLECULE_RUNTIME_IMAGE /
+ * MOLECULE_RUNTIME_IMAGE_<RUNTIME>, default ghcr.io/molecule-ai/workspace-<runtime>:latest).
+ */
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type Docker from 'dockerode';
+import { buildAgentBundle } from '../../src/agent/build.js';
+import { dockerSocketPath, engineClient } from '../../src/backends/docker/engine.js';
+import { imageFor, RUNTIMES } from '../../src/core/runtimes.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const DEFAULT_TEMPLATE = 'ghcr.io/molecule-ai/workspace-{runtime}:latest';
+/** Where the Docker tests look for their images (see test/docker/support.ts). */
+export const TEST_IMAGE_TEMPLATE = 'localhost/molecule-test/workspace-{runtime}:test';
+/** The unprivileged user agents run as (also the owner of /workspace). */
+const AGENT_UID = 1000;
+
+/**
+ * A base image holding this host's node: `localhost/molecule-node:<version>`. Imported only when the tag is missing
+ * or holds another node binary (label molecule.node_sha256), so repeated builds leave no dangling 100 MB images.
+ */
+export async function buildHostBase(docker: Docker, log: (s: string) => void = () => {}): Promise<string> {
+  const tag = `localhost/molecule-node:${process.version.slice(1)}`;
+  const node = fs.realpathSync(process.execPath);
+  const sha = crypto.createHash('sha256').update(fs.readFileSync(node)).digest('hex');
+  const existing = await docker.getImage(tag).inspect().catch(() => undefined);
+  if (existing?.Config?.Labels?.['molecule.node_sha256'] === sha) return tag;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'molecule-base-'));
+  try {
+    const root = path.join(dir, 'rootfs');
+    copyInto(root, node, '/usr/local/bin/node');
+    for (const lib of sharedLibraries(node)) copyInto(root, lib, lib);
+    write(root, '/etc/passwd', `root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:${AGENT_UID}:${AGENT_UID}:molecule agent:/workspace:/usr/sbin/nologin\n`);
+    write(root, '/etc/group', `root:x:0:\nagent:x:${AGENT_UID}:\n`);
+    write(root, '/etc/nsswitch.conf', 'passwd: files\ngroup: files\nhosts: files dns\n');
+    for (const d of ['/tmp', '/root', '/proc', '/sys', '/dev']) fs.mkdirSync(path.join(root, d), { recursive: true });
+    fs.chmodSync(path.join(root, 'tmp'), 0o1777);
+    const owned = path.join(dir, 'owned');
+    fs.mkdirSync(path.join(owned, 'workspace'), { recursive: true, mode: 0o755 });
+    // Root owns the system; the agent user owns /workspace (a new named volume copies that ownership).
+    const tarball = path.join(dir, 'rootfs.tar');
+    execFileSync('tar', ['-C', root, '--owner=0', '--group=0', '--numeric-owner', '-cf', tarball, '.']);
+    execFileSync('tar', ['-C', owned, `--owner=${AGENT_UID}`, `--group=${AGENT_UID}`, '--numeric-owner', '-rf', tarball, 'workspace']);
+    log(`importing ${tag} (${(fs.statSync(tarball).size / 1e6).toFixed(0)} MB: ${node} and its libraries)`);
+    const stream = await docker.importImage(tarball, {
+      repo: tag.slice(0, tag.lastIndexOf(':')),
+      tag: tag.slice(tag.lastIndexOf(':') + 1),
+      changes: ['ENV PATH=/usr/local/bin:/usr/bin:/bin', 'CMD ["node"]', `LABEL molecule.node_sha256=${sha}`],
+    } as object);
+    await drain(docker, stream);
+    return tag;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Builds `dockerfile` (relative to the repo root) with the repo root as context, via the classic builder. */
+export async function buildImage(docker: Docker, dockerfile: string, tag: string, buildargs: Record<string, string>, files: string[], log: (s: string) => void = () => {}): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'molecule-ctx-'));
+  try {
+    // Only what the Dockerfile copies goes in the context, not the whole repository.
+    const tarball = path.join(dir, 'context.tar');
+    execFileSync('tar', ['-C', ROOT, '--owner=0', '--group=0', '--numeric-owner', '-cf', tarball, dockerfile, ...files]);
+    log(`building ${tag} from ${dockerfile}`);
+    const stream = await docker.buildImage(tarball, { t: tag, dockerfile, buildargs, version: '1', rm: true, forcerm: true } as object);
+    await drain(docker, stream, log);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export interface BuildOptions {
+  /** 'host' (default) or an image reference to build FROM. */
+  base?: string;
+  /** Image name template for runtime images ({runtime} is replaced). */
+  template?: string;
+  /** Also build the test images (runtime image + test hooks), tagged per TEST_IMAGE_TEMPLATE. */
+  test?: boolean;
+  /** Only the test images (tests call this; the runtime images are built under the test names). */
+  testOnly?: boolean;
+  log?: (s: string) => void;
+}
+
+/** Builds every runtime image (and optionally the test images). Returns the tags it made. */
+export async function buildImages(docker: Docker, opts: BuildOptions = {}): Promise<string[]> {
+  const log = opts.log ?? (() => {});
+  await buildAgentBundle();
+  const base = !opts.base || opts.base === 'host' ? await buildHostBase(docker, log) : opts.base;
+  const made: string[] = [];
+  for (const runtime of RUNTIMES) {
+    const dockerfile = `images/${runtime}/Dockerfile`;
+    const files = ['dist/agent.mjs'];
+    if (!opts.testOnly) {
+      const tag = imageFor(runtime, opts.template ?? process.env.MOLECULE_RUNTIME_IMAGE ?? DEFAULT_TEMPLATE);
+      await buildImage(docker, dockerfile, tag, { BASE_IMAGE: base }, files, log);
+      made.push(tag);
+    }
+    if (opts.test || opts.testOnly) {
+      const plain = imageFor(runtime, TEST_IMAGE_TEMPLATE, {}).replace(/:test$/, ':plain');
+      await buildImage(docker, dockerfile, plain, { BASE_IMAGE: base }, files, log);
+      const tag = imageFor(runtime, TEST_IMAGE_TEMPLATE, {});
+      await buildImage(docker, 'images/test/Dockerfile', tag, { RUNTIME_IMAGE: plain }, ['images/test/test-hooks.mjs'], log);
+      made.push(tag);
+    }
+  }
+  return made;
+}
+
+function copyInto(root: string, from: string, to: string): void {
+  const dest = path.join(root, to);
+  fs.mkdirSync(path.dirname(dest), { recursive: true });
+  fs.copyFileSync(fs.realpathSync(from), dest);
+  fs.chmodSync(dest, 0o755);
+}
+
+function write(root: string, to: string, text: string): void {
+  fs.mkdirSync(path.dirname(path.join(root, to)), { recursive: true });
+  fs.writeFileSync(path.join(root, to), text, { mode: 0o644 });
+}
+
+/** Absolute paths of the libraries (and the loader) `ldd` says the binary loads. */
+function sharedLibraries(binary: string): string[] {
+  const out = execFileSync('ldd', [binary], { encoding: 'utf8' });
+  const libs = new Set<string>();
+  for (const line of out.split('\n')) {
+    const m = line.match(/=>\s*(\/\S+)/) ?? line.match(/^\s*(\/\S+)/);
+    if (m) libs.add(m[1]);
+  }
+  return [...libs];
+}
+
+/** Reads a build/import progress stream to the end; throws on the first error it reports. */
+async function drain(docker: Docker, stream: NodeJS.ReadableStream, log: (s: string) => void = () => {}): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    docker.modem.followProgress(
+      stream,
+      (err: Error | null, out: { error?: string; errorDetail?: { message?: string } }[]) => {
+        const failed = err?.message ?? out.find((o) => o.error)?.error;
+        if (failed) reject(new Error(failed));
+        else resolve();
+      },
+      (ev: { stream?: string }) => {
+        const line = ev.stream?.trim();
+        if (line && /^Step|Successfully/.test(line)) log(`  ${line}`);
+      },
+    );
+  });
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  const args = process.argv.slice(2);
+  const value = (flag: string) => {
+    const i = args.indexOf(flag);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const socket = dockerSocketPath(process.env.DOCKER_HOST);
+  const docker = engineClient(socket);
+  try {
+    const made = await buildImages(docker, {
+      base: value('--base'),
+      template: value('--tag'),
+      test: args.includes('--test'),
+      testOnly: args.includes('--test-only'),
+      log: (s) => process.stdout.write(`${s}\n`),
+    });
+    process.stdout.write(`built: ${made.join(', ')}\n`);
+  } catch (e) {
+    process.stderr.write(`build-images: ${(e as Error).message} (engine at ${socket})\n`);
+    process.exit(1);
+  }
+}
