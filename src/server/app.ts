@@ -23,9 +23,12 @@ import type { Metrics } from './metrics.js';
 import { a2aRoutes } from './routes/a2a.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
+import { metaRoutes } from './routes/meta.js';
 import { registryRoutes } from './routes/registry.js';
 import { secretRoutes } from './routes/secrets.js';
 import { workspaceRoutes } from './routes/workspaces.js';
+import { installSecurity } from './security.js';
+import { isUiPath, uiRoutes } from './ui.js';
 
 export interface AppDeps {
   config: Config;
@@ -43,15 +46,16 @@ export interface AppDeps {
 
 export type App = FastifyInstance<any, any, any, any, ZodTypeProvider>;
 
-/** Routes that never need the admin token: agents authenticate with their own token; probes need health. */
-const OPEN_ROUTES = ['/healthz', '/registry/register', '/registry/heartbeat'];
 
 export async function buildApp(deps: AppDeps): Promise<App> {
   const app = Fastify({
     loggerInstance: deps.logger,
     // Heartbeats would drown the log; errors and lifecycle changes are logged where they happen.
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: 256 * 1024,
+    bodyLimit: deps.config.limits.maxBodyBytes,
+    // A client must send its whole request within this time (slow-loris); answers and streams are not limited.
+    requestTimeout: deps.config.limits.requestTimeoutMs,
+    http: { headersTimeout: Math.min(deps.config.limits.requestTimeoutMs, 60_000), connectionsCheckingInterval: Math.min(deps.config.limits.requestTimeoutMs, 30_000) / 2 } as any,
     // Event streams and log follows never end by themselves; shutdown must not wait for them.
     forceCloseConnections: true,
     // Never log or echo Authorization headers.
@@ -68,14 +72,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
 
   app.addHook('onRequest', async (req) => {
     (req as any).startedAt = process.hrtime.bigint();
-    if (!deps.config.adminToken) return;
-    const path = req.url.split('?')[0];
-    if (OPEN_ROUTES.includes(path)) return;
-    const given = bearer(req.headers.authorization) ?? tokenFromQuery(req.url);
-    if (!given || !safeEqual(given, deps.config.adminToken)) {
-      throw new ApiError(401, 'unauthorized', 'this API needs Authorization: Bearer <MOLECULE_ADMIN_TOKEN>');
-    }
   });
+  // Before security: its hook marks upgrade requests, so a refused upgrade's socket is closed, not leaked.
+  await app.register(fastifyWebsocket);
+  await installSecurity(app, { config: deps.config, svc: deps.svc, isPublicPath: isUiPath });
   app.addHook('onResponse', async (req, reply) => {
     const started = (req as any).startedAt as bigint | undefined;
     if (!started) return;
@@ -97,7 +97,6 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     transform: jsonSchemaTransform,
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
-  await app.register(fastifyWebsocket);
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
@@ -111,25 +110,18 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(registryRoutes(deps));
   await app.register(eventRoutes(deps));
   await app.register(a2aRoutes(deps));
+  await app.register(metaRoutes(deps));
+  await app.register(uiRoutes);
   return app;
 }
 
-export function bearer(header: string | undefined): string | undefined {
-  const m = header?.match(/^Bearer\s+(\S+)\s*$/i);
-  return m?.[1];
-}
+export { bearer } from './security.js';
 
-/** Browsers cannot set headers on EventSource/WebSocket: accept ?token= there. */
-function tokenFromQuery(url: string): string | undefined {
-  const q = url.indexOf('?');
-  if (q < 0) return undefined;
-  return new URLSearchParams(url.slice(q + 1)).get('token') ?? undefined;
-}
-
-function safeEqual(a: string, b: string): boolean {
-  const ha = crypto.createHash('sha256').update(a).digest();
-  const hb = crypto.createHash('sha256').update(b).digest();
-  return crypto.timingSafeEqual(ha, hb);
+/** A bad record key is reported by zod as "Invalid key in record"; the key's own issue says what is wrong with it. */
+function nestedMessage(v: { keyword?: string; params?: Record<string, unknown> }): string | undefined {
+  const inner = v.keyword === 'invalid_key' ? v.params?.issues : undefined;
+  if (!Array.isArray(inner) || inner.length === 0) return undefined;
+  return inner.map((i: { message?: string }) => i.message).filter(Boolean).join('; ') || undefined;
 }
 
 /** Every error leaves as {error, code}. Caller mistakes are 4xx; only our own faults are 5xx. */
@@ -141,7 +133,7 @@ function errorHandler(this: FastifyInstance, err: FastifyError, req: any, reply:
     const where = err.validationContext ?? 'request';
     const issues = err.validation.map((v) => {
       const path = (v.instancePath || '').replace(/^\//, '').replaceAll('/', '.');
-      return `${where}${path ? `.${path}` : ''}: ${v.message}`;
+      return `${where}${path ? `.${path}` : ''}: ${nestedMessage(v) ?? v.message}`;
     });
     return reply.code(400).send({ error: issues.join('; '), code: 'invalid_request', issues });
   }

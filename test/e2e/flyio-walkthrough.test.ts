@@ -116,8 +116,10 @@ describe('flyio backend, end to end (Fly Machines API simulator)', { shuffle: fa
     expect(r.status, JSON.stringify(r.body)).toBe(202);
     await waitFor('ready after restart', async () => (await status()) === 'ready' && sim.machine(id)!.pid !== pid, 60_000);
     expect(await machineOf()).toBe(id);
-    const steps = (await events()).filter((e) => e.type === 'workspace.step').map((e) => e.data.step);
-    expect(steps, JSON.stringify((await events()).slice(-12))).toContain('machine restarting');
+    // Every restart hands the instance fresh tokens, so the machine gets its env updated (a new version).
+    const update = (await events()).filter((e) => e.type === 'workspace.step' && e.data.step === 'machine config updated').at(-1);
+    expect(update?.data, JSON.stringify((await events()).slice(-12))).toMatchObject({ machine_id: id, changed: expect.arrayContaining(['env']) });
+    expect(sim.machine(id)!.env.MOLECULE_WORKSPACE_TOKEN).not.toBe(before!.env.MOLECULE_WORKSPACE_TOKEN);
     expect((await ask('What region are you running in?')).body.result.parts[0].text).toMatch(/ord/);
   }, 90_000);
 
