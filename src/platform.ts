@@ -32,8 +32,9 @@ const version = JSON.parse(fs.readFileSync(new URL('../package.json', import.met
 export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Logger; provisioner?: Provisioner } = {}): Promise<Platform> {
   const config = loadConfig(opts.env ?? process.env);
   const logger = opts.logger ?? platformLogger(config.logLevel);
-  const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
+  // The key first: a bad one stops startup before anything is opened.
   const sealer = Sealer.load(config.dataDir, config.secretsKey);
+  const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
   const workspaces = new WorkspaceRepo(store.db);
   const tokens = new TokenRepo(store.db);
   const secrets = new SecretRepo(store.db);
