@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import { Writable } from 'node:stream';
 import { afterAll, afterEach } from 'vitest';
+import type { Logger } from 'pino';
+import type { Provisioner } from '../../src/backends/provisioner.js';
 import { platformLogger } from '../../src/core/logging.js';
 import { startPlatform, type Platform } from '../../src/platform.js';
 import { api, FAST_ENV, killRecordedAgents, processEnv, tempDir, waitFor, type Api } from '../support/harness.js';
@@ -35,7 +37,10 @@ export function securityPlatforms() {
     for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
   });
 
-  return async function start(env: Record<string, string> = {}, opts: { dataDir?: string } = {}): Promise<SecPlatform> {
+  return async function start(
+    env: Record<string, string> = {},
+    opts: { dataDir?: string; provisioner?: (dataDir: string, logger: Logger) => Provisioner } = {},
+  ): Promise<SecPlatform> {
     const dataDir = opts.dataDir ?? tempDir('sec');
     if (!opts.dataDir) dirs.push(dataDir);
     let text = '';
@@ -47,7 +52,7 @@ export function securityPlatforms() {
     });
     const fullEnv = { ...FAST_ENV, PORT: '0', MOLECULE_DATA_DIR: dataDir, CONTAINER_BACKEND: 'process', LOG_LEVEL: 'debug', ...env };
     const logger = platformLogger('debug', sink);
-    const p = await startPlatform({ env: fullEnv, logger });
+    const p = await startPlatform({ env: fullEnv, logger, provisioner: opts.provisioner?.(dataDir, logger) });
     started.push({ p, dataDir });
     const token = env.MOLECULE_ADMIN_TOKEN;
     return { p, dataDir, admin: api(p.url, token), anon: api(p.url), as: (t) => api(p.url, t), log: () => text };
