@@ -1,5 +1,6 @@
 import { describe, it } from 'vitest';
 import { dockerSocketPath, engineClient, pingEngine } from '../../src/backends/docker/engine.js';
+import { demuxLines } from '../../src/backends/docker/logs.js';
 import { TEST_IMAGE_TEMPLATE } from '../../tools/images/build.js';
 
 /**
@@ -42,3 +43,16 @@ export async function removeByPlatformId(platformId: string): Promise<void> {
     await docker.getVolume(v.Name).remove().catch(() => undefined);
   }
 }
+
+/** Runs a command in a container (as `docker exec` does) and returns its exit code and output. */
+export async function execIn(container: string, cmd: string[], opts: { user?: string } = {}): Promise<{ code: number | null; out: string }> {
+  const exec = await docker.getContainer(container).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, User: opts.user });
+  const stream = (await exec.start({ hijack: true, stdin: false })) as NodeJS.ReadableStream;
+  const lines: string[] = [];
+  for await (const l of demuxLines(stream as AsyncIterable<Buffer>)) lines.push(l);
+  const info = await exec.inspect();
+  return { code: info.ExitCode, out: lines.join('\n') };
+}
+
+/** Node inside the runtime image evaluating `code` (the images have node and nothing else: no shell). */
+export const nodeEval = (container: string, code: string) => execIn(container, ['node', '-e', code]);
