@@ -51,16 +51,19 @@ export async function installSecurity(app: FastifyInstance<any, any, any, any, a
   });
 
   const off = (limit: number) => limit <= 0;
+  // Not per route (route hooks run after instance hooks, i.e. after the auth check): one instance hook, in order.
   await app.register(fastifyRateLimit, {
-    global: true,
-    hook: 'onRequest',
+    global: false,
     timeWindow: 60_000,
     keyGenerator: (req) => rateKey(req),
     max: (req) => (req.caller?.kind === 'workspace' ? config.limits.agentRatePerMin : config.limits.ratePerMin),
-    allowList: (req) => off(req.caller?.kind === 'workspace' ? config.limits.agentRatePerMin : config.limits.ratePerMin),
+    // Health probes (load balancers, orchestrators) must not be starved by a busy client sharing their address.
+    allowList: (req) =>
+      req.url === '/healthz' || off(req.caller?.kind === 'workspace' ? config.limits.agentRatePerMin : config.limits.ratePerMin),
     errorResponseBuilder: (_req, ctx) =>
       new ApiError(429, 'rate_limited', `too many requests: at most ${ctx.max} a minute for this token; retry in ${ctx.after}`),
   });
+  app.addHook('onRequest', app.rateLimit());
 
   app.addHook('onRequest', async (req) => {
     const path = req.url.split('?')[0]!;

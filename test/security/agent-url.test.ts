@@ -9,9 +9,11 @@ import { a2aMessage, ADMIN, agentTokens, createReady, securityPlatforms, waitRea
 
 const start = securityPlatforms();
 
+type Instance = Parameters<typeof agentUrlProblem>[1];
+
 /** The handles the backends return (shapes as recorded on the workspace). */
-const process_ = { instanceId: 'proc-1', handle: { url: 'http://127.0.0.1:41234', details: { pid: 10, port: 41234 } } };
-const fly = {
+const process_: Instance = { instanceId: 'proc-1', handle: { url: 'http://127.0.0.1:41234', details: { pid: 10, port: 41234 } } };
+const fly: Instance = {
   instanceId: '3d8d9e1a5b6c78',
   handle: {
     url: 'https://my-app.fly.dev',
@@ -19,7 +21,7 @@ const fly = {
     details: { machine_id: '3d8d9e1a5b6c78', name: 'ws-0123456789ab', region: 'ord', private_ip: 'fdaa:0:7f0f:a7b:9e3f:68ba:63b9:2', app: 'my-app' },
   },
 };
-const docker = {
+const docker: Instance = {
   instanceId: 'ws-0123456789ab',
   handle: { url: 'http://127.0.0.1:49153', details: { container_id: 'f00dbeef', hostname: 'ws-0123456789ab', ip: '172.17.0.5', port: 49153 } },
 };
@@ -35,7 +37,7 @@ describe('rule 6: the URL an agent registers must be one its backend vouches for
   });
 
   it('refuses anything else: another port on a shared address, other hosts, metadata endpoints, odd schemes, credentials', () => {
-    const refused: [string, typeof process_][] = [
+    const refused: [string, Instance][] = [
       ['http://127.0.0.1:8080', process_], // the platform itself
       ['http://127.0.0.1:5432', process_],
       ['http://localhost:41234', process_],
