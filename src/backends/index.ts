@@ -5,6 +5,7 @@ import { dockerSocketPath, engineClient, pingEngine } from './docker/engine.js';
 import { FlyProvisioner } from './flyio/index.js';
 import { ProcessProvisioner } from './process/index.js';
 import type { Provisioner } from './provisioner.js';
+import { imageFor, RUNTIMES } from '../core/runtimes.js';
 
 /** How long CONTAINER_BACKEND unset waits for a Docker engine before settling for the process backend. */
 const AUTO_PING_TIMEOUT_MS = 1000;
@@ -63,6 +64,7 @@ async function dockerProvisioner(config: Config, logger: Logger, socketPath: str
     network: config.docker.network,
     stopTimeoutS: config.docker.stopTimeoutS,
     pullTimeoutS: config.docker.pullTimeoutS,
+    images: RUNTIMES.map((r) => imageFor(r, config.runtimeImage)),
   }).init();
 }
 

@@ -45,6 +45,8 @@ export interface DockerProvisionerOptions {
   pullTimeoutS?: number;
   /** How often the health sweep lists this platform's containers. Default 5 s. */
   sweepMs?: number;
+  /** The runtime images workspaces will ask for: checked at startup, shown on /healthz, a missing one logged. */
+  images?: string[];
 }
 
 /** `ws-<first 12 hex of the workspace id>`: the container's name (its instance id) and hostname. */
@@ -111,6 +113,7 @@ export class DockerProvisioner implements Provisioner {
   /** Container ids the engine reported an `oom` event for (the container may be gone before we inspect it). */
   private readonly oomSeen = new Set<string>();
   private engine: { reachable: boolean; error?: string; checkedAt?: string; facts: EngineFacts } = { reachable: false, facts: {} };
+  private readonly images = new Map<string, boolean>();
   private eventsAbort: AbortController | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
@@ -140,6 +143,7 @@ export class DockerProvisioner implements Provisioner {
         : { reachable: false, error: this.unavailable(), checked_at: this.engine.checkedAt ?? null },
       network: this.network,
       platform_id: this.opts.platformId,
+      images: Object.fromEntries([...this.images].map(([image, present]) => [image, present ? 'present' : 'missing (npm run build:images)'])),
       limits: {
         memory: 'HostConfig.Memory (swap off)',
         cpu: 'HostConfig.NanoCpus',
@@ -349,6 +353,7 @@ export class DockerProvisioner implements Provisioner {
         const s = statusOf(e);
         if (s === 404 && attempt === 0) {
           await this.pull(spec);
+          this.images.set(spec.image, true);
           continue;
         }
         if (s === 409 && attempt < 2) {
@@ -547,9 +552,24 @@ export class DockerProvisioner implements Provisioner {
         /* facts are for /healthz only */
       }
       if (!was && this.engine.checkedAt) this.opts.logger.info({ engine: this.engine.facts }, 'Docker engine reachable');
+      await this.checkImages();
     }
     if (!this.eventsAbort && !this.closed) void this.followEvents();
     return true;
+  }
+
+  /** A missing runtime image is not an error until a workspace needs it (it may be pulled), but say so early. */
+  private async checkImages(): Promise<void> {
+    for (const image of this.opts.images ?? []) {
+      const present = await this.docker
+        .getImage(image)
+        .inspect()
+        .then(() => true, () => false);
+      if (!present && this.images.get(image) !== false) {
+        this.opts.logger.warn(`runtime image ${image} is not in the Docker engine: workspaces will try to pull it; to build it here, run npm run build:images`);
+      }
+      this.images.set(image, present);
+    }
   }
 
   /** Turns a dockerode failure into a ProvisionError; an unreachable engine also flips the backend to unavailable. */
