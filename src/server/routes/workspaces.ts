@@ -31,7 +31,8 @@ export function workspaceRoutes(deps: AppDeps): FastifyPluginAsync {
           summary: 'Create a workspace; the backend starts its agent, which registers and turns it ready',
           body: CreateWorkspaceBody,
           headers: z.object({ 'idempotency-key': z.string().min(1).max(255).optional() }),
-          response: { 201: WorkspaceView, 200: WorkspaceView, ...errors },
+          // 503: the backend cannot start workspaces now (e.g. its engine is unreachable).
+          response: { 201: WorkspaceView, 200: WorkspaceView, ...errors, 503: ErrorBody },
         },
       },
       async (req, reply) => {
@@ -96,7 +97,7 @@ export function workspaceRoutes(deps: AppDeps): FastifyPluginAsync {
             tags,
             summary: `${action[0].toUpperCase()}${action.slice(1)} the workspace's instance`,
             params: IdParams,
-            response: { 200: WorkspaceView, 202: WorkspaceView, ...errors },
+            response: { 200: WorkspaceView, 202: WorkspaceView, ...errors, 503: ErrorBody },
           },
         },
         async (req, reply) => {
