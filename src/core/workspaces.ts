@@ -495,7 +495,12 @@ export class WorkspaceService {
       const reason = e instanceof ProvisionError ? `${e.code}: ${e.message}` : `backend error: ${(e as Error).message}`;
       this.d.logger.warn({ workspace_id: id, err: (e as Error).message }, 'instance start failed');
       const cur = await this.d.workspaces.get(id);
-      if (cur && cur.status === 'provisioning') await this.transition(cur, 'failed', reason);
+      if (cur && cur.status === 'provisioning') {
+        // A backend that is down for a while (engine restarting, API outage) is retried with the restart backoff,
+        // which ends in `failed` if it stays down; anything else is final until someone restarts the workspace.
+        if (e instanceof ProvisionError && e.code === 'BACKEND_UNAVAILABLE' && e.retryable) await this.markOffline(cur, reason);
+        else await this.transition(cur, 'failed', reason);
+      }
     } finally {
       if (this.launches.get(id) === abort) this.launches.delete(id);
     }

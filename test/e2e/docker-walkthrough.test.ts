@@ -1,5 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startPlatform } from '../../src/platform.js';
@@ -253,6 +255,99 @@ dockerDescribe('docker backend failures', () => {
       fs.rmSync(dataDir, { recursive: true, force: true });
     }
   });
+});
+
+/**
+ * A unix-socket relay in front of the real engine that the test can take down and bring back: to the platform,
+ * an engine that goes away (restart, crash) and returns.
+ */
+async function engineRelay() {
+  const file = path.join(tempDir('relay'), 'engine.sock');
+  const conns = new Set<net.Socket>();
+  const serve = () =>
+    new Promise<net.Server>((resolve) => {
+      const srv = net.createServer((client) => {
+        const upstream = net.connect(DOCKER_SOCKET);
+        conns.add(client).add(upstream);
+        const drop = () => {
+          client.destroy();
+          upstream.destroy();
+        };
+        client.on('error', drop).on('close', drop);
+        upstream.on('error', drop).on('close', drop);
+        client.pipe(upstream).pipe(client);
+      });
+      srv.listen(file, () => resolve(srv));
+    });
+  let srv: net.Server | undefined = await serve();
+  return {
+    host: `unix://${file}`,
+    async down() {
+      const closing = new Promise<void>((r) => (srv ? srv.close(() => r()) : r()));
+      srv = undefined;
+      for (const c of conns) c.destroy();
+      conns.clear();
+      await closing;
+    },
+    async up() {
+      srv ??= await serve();
+    },
+    async close() {
+      await this.down();
+      fs.rmSync(path.dirname(file), { recursive: true, force: true });
+    },
+  };
+}
+
+dockerDescribe('docker backend through an engine outage', () => {
+  it('answers 503 while the engine is away, keeps the workspace alive through it, and recovers by itself', async () => {
+    const relay = await engineRelay();
+    const dataDir = tempDir('docker-outage');
+    const p = await startPlatform({
+      env: { ...FAST_ENV, ...dockerEnv, DOCKER_HOST: relay.host, PORT: '0', MOLECULE_DATA_DIR: dataDir, MOLECULE_CRASH_LOOP_MAX: '100' },
+      logger: pino({ level: 'silent' }),
+    });
+    const platformId = fs.readFileSync(`${dataDir}/docker-platform-id`, 'utf8').trim();
+    try {
+      const http = api(p.url);
+      const id = (await http.call('POST', '/workspaces', { name: 'through-the-outage' })).body.id;
+      const ws = async () => (await http.call('GET', `/workspaces/${id}`)).body;
+      await waitFor('ready', async () => (await ws()).status === 'ready', 60_000);
+      const first = (await ws()).instance.id;
+
+      await relay.down();
+      // The agent dies while the engine is away: nothing tells the platform but the silence.
+      await docker.getContainer(first).kill({ signal: 'SIGKILL' });
+      await waitFor('the engine reported unreachable', async () => (await http.call('GET', '/healthz')).body.backend.engine.reachable === false, 20_000);
+      const refused = await http.call('POST', '/workspaces', { name: 'not-now' });
+      expect(refused.status).toBe(503);
+      expect(refused.body.code).toBe('backend_unavailable');
+      await waitFor('offline, retrying', async () => {
+        const evs = (await http.call('GET', `/workspaces/${id}/events`)).body as any[];
+        return evs.some((e) => e.type === 'workspace.status' && e.data.to === 'offline' && /BACKEND_UNAVAILABLE/.test(e.data.reason));
+      }, 30_000);
+      expect((await ws()).status).not.toBe('failed');
+
+      await relay.up();
+      await waitFor('ready again in a new container', async () => {
+        const w = await ws();
+        return w.status === 'ready' && w.instance.id === first && (await docker.getContainer(first).inspect()).State.Running;
+      }, 60_000);
+      expect((await http.call('GET', '/healthz')).body.backend.engine.reachable).toBe(true);
+      // The event stream is back too: a kill is noticed without waiting for heartbeats to go missing.
+      const again = (await docker.getContainer(first).inspect()).Id;
+      await docker.getContainer(again).kill({ signal: 'SIGKILL' });
+      await waitFor('restarted after the kill', async () => {
+        const w = await ws();
+        return w.status === 'ready' && (await docker.getContainer(first).inspect()).Id !== again;
+      }, 30_000);
+    } finally {
+      await p.close();
+      await relay.close();
+      await removeByPlatformId(platformId);
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 180_000);
 });
 
 describe('docker backend without an engine', () => {
