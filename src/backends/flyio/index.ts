@@ -13,7 +13,7 @@ import {
   type Provisioner,
 } from '../provisioner.js';
 import { DEFAULT_API_BASE, FlyApiError, FlyClient, type FlyMachine, type FlyMachineConfig, type RecordedRequest, type RetryPolicy } from './client.js';
-import { guestForTier, guestProblem, regionProblem } from './limits.js';
+import { FLY_REGIONS, guestForTier, guestProblem, regionProblem } from './limits.js';
 import {
   AGENT_PORT,
   configChanges,
@@ -87,6 +87,7 @@ const STOP_LIKE = new Set(['stopping', 'stopped', 'suspending', 'suspended']);
 export class FlyProvisioner implements Provisioner {
   readonly name = 'flyio';
   readonly defaultRegion: string;
+  readonly regions = FLY_REGIONS;
   readonly app: string;
   readonly platformId: string;
   readonly client: FlyClient;

@@ -1,0 +1,31 @@
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { UI_CONFIG, UI_DIST, uiIsStale } from './paths.js';
+
+/**
+ * Builds the web UI into dist/ui. Vite writes into a fresh folder that then replaces the old build, so a
+ * running platform never serves a half-written one.
+ */
+export async function buildUi(): Promise<string> {
+  const { build } = await import('vite');
+  const staging = `${UI_DIST}.building-${process.pid}`;
+  fs.rmSync(staging, { recursive: true, force: true });
+  await build({ configFile: UI_CONFIG, logLevel: 'warn', build: { outDir: staging, emptyOutDir: true } });
+  const old = `${UI_DIST}.old-${process.pid}`;
+  if (fs.existsSync(UI_DIST)) fs.renameSync(UI_DIST, old);
+  fs.renameSync(staging, UI_DIST);
+  fs.rmSync(old, { recursive: true, force: true });
+  return UI_DIST;
+}
+
+/** Builds only when the sources are newer than the build (npm start and the test setup call this). */
+export async function ensureUiBuilt(): Promise<{ built: boolean; dir: string }> {
+  if (!uiIsStale()) return { built: false, dir: UI_DIST };
+  return { built: true, dir: await buildUi() };
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const started = Date.now();
+  const { built, dir } = process.argv.includes('--if-stale') ? await ensureUiBuilt() : { built: true, dir: await buildUi() };
+  process.stdout.write(built ? `web UI: built ${dir} in ${Date.now() - started} ms\n` : `web UI: ${dir} is up to date\n`);
+}

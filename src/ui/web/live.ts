@@ -1,0 +1,107 @@
+import { useEffect, useRef, useSyncExternalStore } from 'react';
+import { socketUrl } from './api.js';
+import type { PlatformEvent } from './types.js';
+
+export type LiveState = 'connecting' | 'live' | 'reconnecting';
+
+/**
+ * One WebSocket to /ws for the whole page, shared by every view that wants live events. It reconnects with
+ * backoff; listeners are told when it (re)connects so they can reload what they might have missed meanwhile.
+ */
+class LiveEvents {
+  private socket: WebSocket | null = null;
+  private listeners = new Set<(ev: PlatformEvent) => void>();
+  private reconnectListeners = new Set<() => void>();
+  private stateListeners = new Set<() => void>();
+  private retry = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private opened = false;
+  state: LiveState = 'connecting';
+
+  private url = '';
+
+  start(): void {
+    if (this.socket) return;
+    this.url = socketUrl();
+    const ws = new WebSocket(this.url);
+    this.socket = ws;
+    ws.onopen = () => {
+      this.retry = 0;
+      this.setState('live');
+      if (this.opened) this.reconnectListeners.forEach((fn) => fn());
+      this.opened = true;
+    };
+    ws.onmessage = (m) => {
+      let ev: PlatformEvent;
+      try {
+        ev = JSON.parse(String(m.data)) as PlatformEvent;
+      } catch {
+        return;
+      }
+      this.listeners.forEach((fn) => fn(ev));
+    };
+    ws.onclose = () => {
+      if (this.socket !== ws) return;
+      this.socket = null;
+      this.setState('reconnecting');
+      const delay = Math.min(10_000, 500 * 2 ** this.retry++);
+      this.timer = setTimeout(() => this.start(), delay);
+    };
+  }
+
+  /** Connects, or reconnects when the token (and so the URL) changed since the socket was opened. */
+  connect(): void {
+    if (this.socket && this.url === socketUrl()) return;
+    this.disconnect();
+    this.start();
+  }
+
+  /** Signed out: stop listening, and do not come back by itself. */
+  disconnect(): void {
+    clearTimeout(this.timer);
+    const old = this.socket;
+    this.socket = null;
+    old?.close();
+    this.opened = false;
+    this.setState('connecting');
+  }
+
+  on(fn: (ev: PlatformEvent) => void, onReconnect?: () => void): () => void {
+    this.listeners.add(fn);
+    if (onReconnect) this.reconnectListeners.add(onReconnect);
+    return () => {
+      this.listeners.delete(fn);
+      if (onReconnect) this.reconnectListeners.delete(onReconnect);
+    };
+  }
+
+  subscribeState = (fn: () => void): (() => void) => {
+    this.stateListeners.add(fn);
+    return () => this.stateListeners.delete(fn);
+  };
+
+  private setState(s: LiveState): void {
+    this.state = s;
+    this.stateListeners.forEach((fn) => fn());
+  }
+}
+
+export const live = new LiveEvents();
+
+export function useLiveState(): LiveState {
+  return useSyncExternalStore(live.subscribeState, () => live.state);
+}
+
+/** Calls onEvent for each live event (latest callback, no resubscribe per render); onReconnect after a gap. */
+export function useLiveEvents(onEvent: (ev: PlatformEvent) => void, onReconnect?: () => void): void {
+  const handlers = useRef({ onEvent, onReconnect });
+  handlers.current = { onEvent, onReconnect };
+  useEffect(
+    () =>
+      live.on(
+        (ev) => handlers.current.onEvent(ev),
+        () => handlers.current.onReconnect?.(),
+      ),
+    [],
+  );
+}

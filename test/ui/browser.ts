@@ -1,0 +1,30 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import { ROOT } from '../support/harness.js';
+
+/** Debian's Chromium (apt-get install chromium); tests never download a browser. */
+export const CHROMIUM = process.env.MOLECULE_CHROMIUM ?? '/usr/bin/chromium';
+export const hasBrowser = fs.existsSync(CHROMIUM);
+export const requireBrowser = process.env.MOLECULE_REQUIRE_BROWSER === '1';
+export const missingBrowser = `${CHROMIUM} is missing (apt-get install -y --no-install-recommends chromium)`;
+
+if (!hasBrowser && !requireBrowser) {
+  process.stderr.write(`web UI browser tests SKIPPED: ${missingBrowser}\n`);
+}
+
+/**
+ * Flags for a root user on a machine whose network is closed: no sandbox (root), and none of Chromium's own
+ * background connections. Playwright gives every launch a new empty profile.
+ */
+export async function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+export const SCREENSHOTS = path.join(ROOT, '.artifacts', 'screenshots');
+fs.mkdirSync(SCREENSHOTS, { recursive: true });
+export const shot = (name: string) => path.join(SCREENSHOTS, name);
