@@ -348,6 +348,7 @@ export class DockerProvisioner implements Provisioner {
     for (let attempt = 0; ; attempt++) {
       try {
         const c = await this.docker.createContainer(body);
+        if (this.images.has(spec.image)) this.images.set(spec.image, true);
         return c.id;
       } catch (e) {
         const s = statusOf(e);
@@ -426,6 +427,7 @@ export class DockerProvisioner implements Provisioner {
     if (!info) return;
     this.watched.delete(name);
     this.expect(info.Id);
+    this.oomSeen.delete(info.Id);
     const c = this.docker.getContainer(info.Id);
     if (info.State?.Running) {
       await c.stop({ t: this.stopTimeoutS }).catch((e) => {
