@@ -56,14 +56,22 @@ export function eventRoutes(deps: AppDeps): FastifyPluginAsync {
       },
     );
 
-    app.get('/ws', { websocket: true, schema: { tags: ['events'], summary: 'WebSocket: one JSON event per message' } }, (socket, req) => {
-      const filter = new URLSearchParams(req.url.split('?')[1] ?? '').get('workspace_id');
-      const unsubscribe = deps.bus.subscribe((ev) => {
-        if (filter && ev.workspace_id !== filter) return;
-        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(wire(ev)));
-      });
-      socket.on('close', unsubscribe);
-      socket.on('message', () => undefined); // read-only stream; ignore what clients send
+    app.route({
+      method: 'GET',
+      url: '/ws',
+      schema: { hide: true, tags: ['events'], summary: 'WebSocket: one JSON event per message' },
+      // A plain GET (no upgrade) gets an answer in the API's error shape rather than an empty 404.
+      handler: async (_req, reply) =>
+        reply.code(426).header('upgrade', 'websocket').send({ error: 'GET /ws is a WebSocket: send Connection: Upgrade, Upgrade: websocket', code: 'upgrade_required' }),
+      wsHandler: (socket, req) => {
+        const filter = new URLSearchParams(req.url.split('?')[1] ?? '').get('workspace_id');
+        const unsubscribe = deps.bus.subscribe((ev) => {
+          if (filter && ev.workspace_id !== filter) return;
+          if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(wire(ev)));
+        });
+        socket.on('close', unsubscribe);
+        socket.on('message', () => undefined); // read-only stream; ignore what clients send
+      },
     });
   };
 }
