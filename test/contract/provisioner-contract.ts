@@ -125,6 +125,36 @@ export function provisionerContract(name: string, makeSubject: () => Promise<Con
       expect(['failed', 'stopped', 'gone']).toContain((await s.provisioner.inspect(h.instanceId)).state);
     }, 90_000);
 
+    it('runs a restarted or resumed instance with the spec it is given (the platform rotates tokens on every restart)', async () => {
+      const sp = spec();
+      const h = await s.provisioner.start(sp);
+      started.push(h.instanceId);
+      await waitFor('up', () => healthy(s.provisioner, h), 60_000);
+      const accepts = async (handle: { url: string | null; headers?: Record<string, string> }, token: string) => {
+        const res = await fetch(new URL('/', handle.url!), {
+          method: 'POST',
+          headers: { ...handle.headers, 'content-type': 'application/json', authorization: `Bearer ${token}` },
+          body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tasks/get', params: { id: 'none' } }),
+          signal: AbortSignal.timeout(5000),
+        });
+        return res.status !== 401;
+      };
+      expect(await accepts(h, AGENT_TOKEN)).toBe(true);
+
+      const rotated = { ...sp, env: { ...sp.env, MOLECULE_AGENT_TOKEN: 'contract-agent-token-2' } };
+      const restarted = await s.provisioner.restart(h.instanceId, rotated);
+      if (restarted.instanceId !== h.instanceId) started.push(restarted.instanceId);
+      await waitFor('restarted with the new token', () => accepts(restarted, 'contract-agent-token-2'), 60_000);
+      expect(await accepts(restarted, AGENT_TOKEN)).toBe(false);
+
+      await s.provisioner.stop(restarted.instanceId);
+      const again = { ...sp, env: { ...sp.env, MOLECULE_AGENT_TOKEN: 'contract-agent-token-3' } };
+      const resumed = await s.provisioner.resume(restarted.instanceId, again);
+      if (resumed.instanceId !== restarted.instanceId) started.push(resumed.instanceId);
+      await waitFor('resumed with the newest token', () => accepts(resumed, 'contract-agent-token-3'), 60_000);
+      expect(await accepts(resumed, 'contract-agent-token-2')).toBe(false);
+    }, 120_000);
+
     it('does not report stops it was asked for', async () => {
       const sp = spec();
       const h = await s.provisioner.start(sp);
