@@ -63,6 +63,17 @@ export function WorkspaceDetail({ id, meta }: { id: string; meta: Meta }) {
     },
   );
 
+  // The parent is shown by name; its id stays in the link.
+  const parentId = ws?.parent_id ?? null;
+  const [parentName, setParentName] = useState<string | null>(null);
+  useEffect(() => {
+    if (!parentId) return;
+    api<Workspace>('GET', `/workspaces/${parentId}`).then(
+      (p) => setParentName(p.name),
+      () => setParentName(null),
+    );
+  }, [parentId]);
+
   if (gone) {
     return (
       <section>
@@ -144,9 +155,7 @@ export function WorkspaceDetail({ id, meta }: { id: string; meta: Meta }) {
               <>
                 <dt>Parent</dt>
                 <dd>
-                  <a href={href.workspace(ws.parent_id)}>
-                    <code className="small">{ws.parent_id}</code>
-                  </a>
+                  <a href={href.workspace(ws.parent_id)}>{parentName ?? <code className="small">{ws.parent_id}</code>}</a>
                 </dd>
               </>
             )}
