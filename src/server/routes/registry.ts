@@ -17,9 +17,10 @@ export function registryRoutes(deps: AppDeps): FastifyPluginAsync {
       {
         schema: {
           tags,
-          summary: 'An agent announces itself with its workspace token; the workspace becomes ready',
+          summary:
+            'An agent announces itself with its workspace token; the workspace becomes ready. The url must be an address of the instance its backend started (403 agent_url_mismatch)',
           body: RegisterBody,
-          response: { 200: RegistryResponse, 400: ErrorBody, 401: ErrorBody, 409: ErrorBody, 410: ErrorBody },
+          response: { 200: RegistryResponse, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody, 410: ErrorBody, 503: ErrorBody },
         },
       },
       async (req) => deps.svc.register(bearer(req.headers.authorization), req.body),
@@ -31,7 +32,7 @@ export function registryRoutes(deps: AppDeps): FastifyPluginAsync {
           tags,
           summary: 'Liveness and load from the agent, sent on its own timer',
           body: HeartbeatBody,
-          response: { 200: RegistryResponse, 400: ErrorBody, 401: ErrorBody, 409: ErrorBody, 410: ErrorBody },
+          response: { 200: RegistryResponse, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 410: ErrorBody },
         },
       },
       async (req) => deps.svc.heartbeat(bearer(req.headers.authorization), req.body),
