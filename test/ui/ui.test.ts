@@ -15,7 +15,8 @@ if (!hasBrowser && requireBrowser) {
   });
 }
 
-describe.skipIf(!hasBrowser)(`web UI in Chromium${hasBrowser ? '' : ` (skipped: ${missingBrowser})`}`, () => {
+// One story told in order: each step starts where the previous one left the page (never shuffled).
+describe.skipIf(!hasBrowser)(`web UI in Chromium${hasBrowser ? '' : ` (skipped: ${missingBrowser})`}`, { shuffle: false }, () => {
   const dataDir = tempDir('ui');
   let platform: PlatformProcess;
   let http: Api;
@@ -27,7 +28,8 @@ describe.skipIf(!hasBrowser)(`web UI in Chromium${hasBrowser ? '' : ` (skipped: 
 
   beforeAll(async () => {
     model = await startFakeOpenAI(() => 'Streaming works: this reply arrives in several chunks from the model.');
-    [platform, browser] = await Promise.all([launchPlatform({ dataDir }), launchChromium()]);
+    // One automatic restart, then a second death is a crash loop: `failed` comes quickly and for real.
+    [platform, browser] = await Promise.all([launchPlatform({ dataDir, env: { MOLECULE_CRASH_LOOP_MAX: '1' } }), launchChromium()]);
     http = api(platform.url);
     context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
     page = await context.newPage();
@@ -205,6 +207,28 @@ describe.skipIf(!hasBrowser)(`web UI in Chromium${hasBrowser ? '' : ` (skipped: 
     await row('ui-worker').waitFor({ state: 'detached', timeout: 30_000 });
     await waitFor('410', async () => (await http.call('GET', `/workspaces/${id}`)).status === 410);
     await row('ui-streamer').waitFor();
+  });
+
+  it('shows a workspace that keeps dying as failed, in red with the reason, and retries it', async () => {
+    await row('ui-streamer').getByRole('link', { name: 'ui-streamer' }).click();
+    await page.getByRole('heading', { name: 'ui-streamer', level: 1 }).waitFor();
+    const id = page.url().split('/').pop()!;
+    const pidOf = async () => (await http.call('GET', `/workspaces/${id}`)).body.instance?.pid as number;
+    const first = await pidOf();
+    process.kill(first, 'SIGKILL');
+    await page.getByRole('list', { name: 'Events, newest first' }).getByText(/^ready → offline: /).waitFor();
+    await waitFor('restarted automatically', async () => (await http.call('GET', `/workspaces/${id}`)).body.status === 'ready' && (await pidOf()) !== first);
+    process.kill(await pidOf(), 'SIGKILL');
+
+    const badge = page.locator('.status-line [data-status="failed"]');
+    await badge.waitFor();
+    expect(await page.locator('.status-line .reason').innerText()).toMatch(/^crash loop: the agent stopped 2 times/);
+    expect(await badge.evaluate((el) => getComputedStyle(el).color)).toBe('rgb(180, 35, 24)');
+    const actions = page.getByRole('group', { name: 'Workspace actions' });
+    expect(await actions.getByRole('button', { name: 'Restart' }).count()).toBe(0);
+    await actions.getByRole('button', { name: 'Retry' }).click();
+    await page.locator('.status-line [data-status="ready"]').waitFor({ timeout: 30_000 });
+    await page.getByRole('link', { name: 'Workspaces', exact: true }).first().click();
   });
 
   it('works on a narrow screen and in dark mode', async () => {
