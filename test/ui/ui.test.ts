@@ -134,6 +134,7 @@ describe.skipIf(!hasBrowser)(`web UI in Chromium${hasBrowser ? '' : ` (skipped: 
     await row('ui-worker').getByRole('link', { name: 'ui-worker' }).click();
     await page.getByRole('heading', { name: 'ui-worker', level: 1 }).waitFor();
     expect(page.url()).toBe(`${platform.url}/#/workspaces/${id}`);
+    expect(await page.title()).toBe('ui-worker · Molecule');
 
     const timeline = page.getByRole('list', { name: 'Events, newest first' });
     await timeline.getByText('provisioning → ready: agent registered').waitFor();
@@ -257,6 +258,7 @@ describe.skipIf(!hasBrowser)(`web UI in Chromium${hasBrowser ? '' : ` (skipped: 
     await page.getByLabel('Value').fill('shared-secret-value');
     await page.getByRole('button', { name: 'Set secret' }).click();
     await page.getByRole('list', { name: 'Secret names' }).getByText('SHARED_KEY').waitFor();
+    await page.screenshot({ path: shot('settings.png'), fullPage: true });
     expect(await page.content()).not.toContain('shared-secret-value');
     expect((await http.call('GET', '/settings/secrets')).body.map((s: any) => s.key)).toEqual(['SHARED_KEY']);
     await page.getByRole('button', { name: 'Delete secret SHARED_KEY' }).click();

@@ -4,7 +4,7 @@ import { Ago, ErrorNote, StatusBadge, TierBadge } from './bits.js';
 import { CreateWorkspace } from './CreateWorkspace.js';
 import { useNow } from './format.js';
 import { useLiveEvents } from './live.js';
-import { href } from './router.js';
+import { href, useTitle } from './router.js';
 import type { Meta, PlatformEvent, Status, Workspace } from './types.js';
 
 /** Heartbeats are not events (they would flood /ws); their times and current tasks are refreshed this often. */
@@ -18,6 +18,7 @@ export function Fleet({ meta }: { meta: Meta }) {
   const [creating, setCreating] = useState(false);
   const [created, setCreated] = useState<string | null>(null);
   const now = useNow();
+  useTitle('Workspaces');
 
   const loadAll = useCallback(async () => {
     try {

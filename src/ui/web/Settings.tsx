@@ -3,11 +3,13 @@ import { api } from './api.js';
 import { ErrorNote, StatusBadge } from './bits.js';
 import { memory } from './format.js';
 import { Secrets } from './Secrets.js';
+import { useTitle } from './router.js';
 import type { Health, Meta, Status } from './types.js';
 
 export function Settings({ meta }: { meta: Meta }) {
   const [health, setHealth] = useState<Health | null>(null);
   const [error, setError] = useState<string | null>(null);
+  useTitle('Settings');
   useEffect(() => {
     api<Health>('GET', '/healthz').then(setHealth, (e: Error) => setError(e.message));
   }, []);
@@ -100,7 +102,7 @@ function PlatformInfo({ health, meta }: { health: Health; meta: Meta }) {
 function Fact({ k, v }: { k: string; v: string }) {
   return (
     <>
-      <dt>{k.replaceAll('_', ' ')}</dt>
+      <dt>{`${k[0].toUpperCase()}${k.slice(1).replaceAll('_', ' ')}`}</dt>
       <dd>{v}</dd>
     </>
   );

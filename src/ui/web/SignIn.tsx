@@ -1,8 +1,10 @@
 import { useState, type FormEvent } from 'react';
+import { useTitle } from './router.js';
 
 /** Shown when the API answers 401: the platform runs with MOLECULE_ADMIN_TOKEN. */
 export function SignIn({ refused, onSubmit }: { refused: boolean; onSubmit: (token: string) => void }) {
   const [token, setTokenText] = useState('');
+  useTitle('Sign in');
   const submit = (e: FormEvent) => {
     e.preventDefault();
     if (token.trim()) onSubmit(token.trim());

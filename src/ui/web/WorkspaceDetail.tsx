@@ -5,7 +5,7 @@ import { Chat } from './Chat.js';
 import { clock, useNow } from './format.js';
 import { useLiveEvents } from './live.js';
 import { Logs } from './Logs.js';
-import { href, navigate } from './router.js';
+import { href, navigate, useTitle } from './router.js';
 import { Secrets } from './Secrets.js';
 import type { Action, Meta, PlatformEvent, Workspace } from './types.js';
 
@@ -62,6 +62,8 @@ export function WorkspaceDetail({ id, meta }: { id: string; meta: Meta }) {
       void loadEvents();
     },
   );
+
+  useTitle(ws?.name ?? (gone ? 'Not available' : ''));
 
   // The parent is shown by name; its id stays in the link.
   const parentId = ws?.parent_id ?? null;

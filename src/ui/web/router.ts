@@ -1,4 +1,4 @@
-import { useSyncExternalStore } from 'react';
+import { useEffect, useSyncExternalStore } from 'react';
 
 /** Hash routes (/#/workspaces/<id>), so page paths never collide with the API's own paths on the same origin. */
 export type Route = { page: 'fleet' } | { page: 'workspace'; id: string } | { page: 'settings' } | { page: 'missing'; path: string };
@@ -30,4 +30,11 @@ function subscribe(fn: () => void): () => void {
 export function useRoute(): Route {
   const hash = useSyncExternalStore(subscribe, () => location.hash);
   return parseRoute(hash);
+}
+
+/** The tab's title names the page, so history, tabs and screen readers tell pages apart. */
+export function useTitle(title: string): void {
+  useEffect(() => {
+    document.title = title ? `${title} · Molecule` : 'Molecule';
+  }, [title]);
 }
