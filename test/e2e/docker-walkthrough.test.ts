@@ -333,7 +333,8 @@ dockerDescribe('docker backend through an engine outage', () => {
         const w = await ws();
         return w.status === 'ready' && w.instance.id === first && (await docker.getContainer(first).inspect()).State.Running;
       }, 60_000);
-      expect((await http.call('GET', '/healthz')).body.backend.engine.reachable).toBe(true);
+      await waitFor('/healthz says the engine is back', async () => (await http.call('GET', '/healthz')).body.backend.engine.reachable === true, 5_000);
+      expect((await http.call('POST', '/workspaces', { name: 'now-again' })).status).toBe(201);
       // The event stream is back too: a kill is noticed without waiting for heartbeats to go missing.
       const again = (await docker.getContainer(first).inspect()).Id;
       await docker.getContainer(again).kill({ signal: 'SIGKILL' });

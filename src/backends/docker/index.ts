@@ -116,6 +116,7 @@ export class DockerProvisioner implements Provisioner {
   private readonly images = new Map<string, boolean>();
   private eventsAbort: AbortController | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private recheckTimer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
   private closed = false;
 
@@ -213,6 +214,7 @@ export class DockerProvisioner implements Provisioner {
       throw new ProvisionError('START_FAILED', `container ${name} stopped right after starting: ${exitReason(state, spec.tier)}${tail ? `; last output: ${tail}` : ''}`);
     }
     this.watched.set(name, { containerId: id, workspaceId: spec.workspaceId });
+    if (!this.engine.reachable) void this.checkEngine(1000);
     spec.progress?.('container started', { container_id: id.slice(0, 12), host_port: port });
     return this.handle(name, info!, spec.tier);
   }
@@ -337,6 +339,7 @@ export class DockerProvisioner implements Provisioner {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.sweepTimer);
+    clearTimeout(this.recheckTimer);
     this.eventsAbort?.abort();
     await this.sweeping;
   }
@@ -544,6 +547,7 @@ export class DockerProvisioner implements Provisioner {
     this.engine = { ...this.engine, reachable: r.ok, error: r.ok ? undefined : r.error, checkedAt: new Date().toISOString() };
     if (!r.ok) {
       if (was) this.opts.logger.warn({ error: r.error }, 'Docker engine unreachable');
+      this.recheckSoon();
       return false;
     }
     if (!was || !this.engine.facts.version) {
@@ -581,9 +585,21 @@ export class DockerProvisioner implements Provisioner {
     if (f.status === null) {
       if (this.engine.reachable) this.opts.logger.warn({ error: f.message }, 'Docker engine unreachable');
       this.engine = { ...this.engine, reachable: false, error: f.message, checkedAt: new Date().toISOString() };
+      this.recheckSoon();
       return new ProvisionError('BACKEND_UNAVAILABLE', `${doing}: ${this.unavailable()}`, true);
     }
     return new ProvisionError(f.status >= 500 ? code : 'START_FAILED', `${doing}: the engine answered ${f.status}: ${f.message}`, f.status >= 500);
+  }
+
+  /** While the engine is away, ask every second, so creates stop answering 503 soon after it is back. */
+  private recheckSoon(): void {
+    if (this.recheckTimer || this.closed) return;
+    this.recheckTimer = setTimeout(async () => {
+      const up = await this.checkEngine(1000).catch(() => false);
+      this.recheckTimer = undefined;
+      if (!up) this.recheckSoon();
+    }, 1000);
+    this.recheckTimer.unref();
   }
 
   /** The engine's event stream for this platform's containers: deaths reach the core within milliseconds. */
