@@ -1,10 +1,11 @@
 /**
  * Time from `POST /workspaces` to `ready` (agent registered), and from `resume` to the first A2A reply, on the
- * process backend or on flyio against the Fly Machines simulator (its rate limits on, as Fly's). Baseline in the
+ * process backend, on docker (a real engine at DOCKER_HOST, runtime image from `npm run build:images`), or on flyio
+ * against the Fly Machines simulator (its rate limits on, as Fly's). Baseline in the
  * same run: starting the same agent directly (no platform) and waiting for its /healthz — the floor any backend
  * pays for booting Node and the agent.
  *
- *   npx tsx bench/provision.ts [--iterations 20] [--backend process|flyio]
+ *   npx tsx bench/provision.ts [--iterations 20] [--backend process|docker|flyio]
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -17,7 +18,7 @@ import { freePort } from '../src/util/net.js';
 
 const { values } = parseArgs({ options: { iterations: { type: 'string', default: '20' }, backend: { type: 'string', default: 'process' } } });
 const N = Number(values.iterations);
-const backend = values.backend as 'process' | 'flyio';
+const backend = values.backend as 'process' | 'docker' | 'flyio';
 
 const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
@@ -51,9 +52,12 @@ async function directAgentBoot(): Promise<number> {
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-provision-'));
 const port = await freePort();
 const sim = backend === 'flyio' ? await (await import('../tools/fly-sim/index.js')).startFlySim({}) : null;
+const dockerEnv = { CONTAINER_BACKEND: 'docker', DOCKER_HOST: process.env.DOCKER_HOST ?? '', MOLECULE_RUNTIME_IMAGE: process.env.MOLECULE_RUNTIME_IMAGE ?? '' };
 const backendEnv = sim
   ? { CONTAINER_BACKEND: 'flyio', FLY_API_TOKEN: sim.token, FLY_WORKSPACE_APP: 'bench', FLY_FLAPS_BASE_URL: sim.url, FLY_PROXY_URL: sim.proxyUrl }
-  : { CONTAINER_BACKEND: 'process' };
+  : backend === 'docker'
+    ? dockerEnv
+    : { CONTAINER_BACKEND: 'process' };
 const platformChild = spawn(process.execPath, ['--import', 'tsx', path.resolve(import.meta.dirname, '../src/main.ts')], {
   env: { PATH: process.env.PATH, HOME: process.env.HOME, PORT: String(port), MOLECULE_DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...backendEnv },
   stdio: ['ignore', 'ignore', 'inherit'],
@@ -99,7 +103,8 @@ try {
 
 const row = (name: string, xs: number[]) =>
   `| ${name} | ${quantile(xs, 0.5).toFixed(0)} | ${quantile(xs, 0.95).toFixed(0)} | ${Math.max(...xs).toFixed(0)} | ${(quantile(xs, 0.5) / quantile(direct, 0.5)).toFixed(2)}× |`;
-console.log(`${backend === 'flyio' ? 'flyio backend against the Fly Machines simulator' : 'process backend'}, ${N} iterations, node ${process.version}, ${os.cpus().length} CPUs (all ${N} succeeded)`);
+const label = { flyio: 'flyio backend against the Fly Machines simulator', docker: 'docker backend on a local engine', process: 'process backend' }[backend];
+console.log(`${label}, ${N} iterations, node ${process.version}, ${os.cpus().length} CPUs (all ${N} succeeded)`);
 console.log('| measurement | p50 ms | p95 ms | max ms | p50 vs direct boot |');
 console.log('|---|---|---|---|---|');
 console.log(row('direct agent boot to /healthz (baseline)', direct));
