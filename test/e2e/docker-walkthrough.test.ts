@@ -132,6 +132,20 @@ dockerDescribe(
       expect((await ask('What region are you running in?')).body.result.parts[0].text).toMatch(/local/);
     }, 90_000);
 
+    it('applies a changed tier on restart: a new container with the new limits, same volume', async () => {
+      const patched = await http.call('PATCH', `/workspaces/${ws}`, { tier: 3 });
+      expect(patched.status).toBe(200);
+      expect(patched.body.needs_restart).toBe(true);
+      const before = await containerId();
+      expect((await http.call('POST', `/workspaces/${ws}/restart`)).status).toBe(202);
+      await waitFor('ready with the new tier', async () => (await status()) === 'ready' && (await containerId()) !== before, 60_000);
+      const info = await docker.getContainer(await container()).inspect();
+      expect(info.HostConfig.Memory).toBe(2048 * 1024 * 1024);
+      expect(info.HostConfig.NanoCpus).toBe(Math.min(2, (await docker.info()).NCPU) * 1e9);
+      expect((await nodeEval(info.Id, "console.log(require('fs').readFileSync('/workspace/notes.txt', 'utf8'))")).out).toBe('still here');
+      expect((await get()).needs_restart).toBe(false);
+    }, 90_000);
+
     it('pauses (container stopped, A2A 503) and resumes', async () => {
       const running = await container();
       expect((await http.call('POST', `/workspaces/${ws}/pause`)).status).toBe(200);
