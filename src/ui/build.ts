@@ -12,9 +12,16 @@ export async function buildUi(): Promise<string> {
   fs.rmSync(staging, { recursive: true, force: true });
   await build({ configFile: UI_CONFIG, logLevel: 'warn', build: { outDir: staging, emptyOutDir: true } });
   const old = `${UI_DIST}.old-${process.pid}`;
-  if (fs.existsSync(UI_DIST)) fs.renameSync(UI_DIST, old);
-  fs.renameSync(staging, UI_DIST);
-  fs.rmSync(old, { recursive: true, force: true });
+  try {
+    if (fs.existsSync(UI_DIST)) fs.renameSync(UI_DIST, old);
+    fs.renameSync(staging, UI_DIST);
+  } catch (e) {
+    // Another build (a second test run or npm start in the same tree) swapped its own in first: keep that one.
+    fs.rmSync(staging, { recursive: true, force: true });
+    if (uiIsStale()) throw e;
+  } finally {
+    fs.rmSync(old, { recursive: true, force: true });
+  }
   return UI_DIST;
 }
 
