@@ -36,7 +36,8 @@ export interface SecurityDeps {
 }
 
 /**
- * Authentication, rate limits and security headers, installed on the root instance before any route:
+ * Security headers, authentication and rate limits, installed on the root instance before any route:
+ * 0. helmet's headers (a strict CSP for the UI) on every answer;
  * 1. identify the caller (never throws, so the rate limiter can key on who it is);
  * 2. rate-limit per token (per client address when there is none);
  * 3. enforce: 401 without valid credentials, 403 for valid ones that may not do this.
@@ -44,6 +45,31 @@ export interface SecurityDeps {
 export async function installSecurity(app: FastifyInstance<any, any, any, any, any>, deps: SecurityDeps): Promise<void> {
   const { config, svc } = deps;
   const isPublic = (path: string) => OPEN_PATHS.has(path) || (deps.isPublicPath?.(path) ?? false);
+
+  // Headers first, so refusals (401, 403, 429) carry them too.
+  await app.register(fastifyHelmet, {
+    // The UI is served from this origin only, with no inline script; nothing may frame it.
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        scriptSrcAttr: ["'none'"],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        imgSrc: ["'self'", 'data:'],
+        fontSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+        objectSrc: ["'none'"],
+        baseUri: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+      },
+    },
+    frameguard: { action: 'deny' },
+    // Served over plain HTTP on loopback by default; HSTS belongs to the TLS terminator in front.
+    strictTransportSecurity: false,
+    crossOriginEmbedderPolicy: false,
+  });
 
   app.decorateRequest('caller', null as any);
   app.addHook('onRequest', async (req) => {
@@ -74,30 +100,6 @@ export async function installSecurity(app: FastifyInstance<any, any, any, any, a
     if (c.kind === 'workspace' && !(req.method === 'POST' && A2A_PATH.test(path))) {
       throw new ApiError(403, 'forbidden', 'a workspace token is accepted only by the registry and by POST /workspaces/:id/a2a');
     }
-  });
-
-  await app.register(fastifyHelmet, {
-    // The UI is served from this origin only, with no inline script; nothing may frame it.
-    contentSecurityPolicy: {
-      useDefaults: false,
-      directives: {
-        defaultSrc: ["'self'"],
-        scriptSrc: ["'self'"],
-        scriptSrcAttr: ["'none'"],
-        styleSrc: ["'self'", "'unsafe-inline'"],
-        imgSrc: ["'self'", 'data:'],
-        fontSrc: ["'self'", 'data:'],
-        connectSrc: ["'self'"],
-        objectSrc: ["'none'"],
-        baseUri: ["'self'"],
-        formAction: ["'self'"],
-        frameAncestors: ["'none'"],
-      },
-    },
-    frameguard: { action: 'deny' },
-    // Served over plain HTTP on loopback by default; HSTS belongs to the TLS terminator in front.
-    strictTransportSecurity: false,
-    crossOriginEmbedderPolicy: false,
   });
 }
 

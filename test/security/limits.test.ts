@@ -125,6 +125,9 @@ describe('rule 7: limits and headers', () => {
       expect(ui.status).toBe(503); // not built: says so, with the same headers
     }
 
+    const refused = await s.anon.call('GET', '/workspaces');
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get('x-content-type-options')).toBe('nosniff');
     const list = await s.admin.call('GET', '/workspaces');
     expect(list.status).toBe(200);
     expect(list.headers.get('content-type')).toMatch(/application\/json/);
