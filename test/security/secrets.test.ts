@@ -1,10 +1,12 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/core/config.js';
 import { Sealer } from '../../src/core/crypto.js';
+import { platformLogger } from '../../src/core/logging.js';
 import { secretAad } from '../../src/core/workspaces.js';
 import { startPlatform } from '../../src/platform.js';
 import { FAST_ENV, processEnv, tempDir } from '../support/harness.js';
@@ -125,5 +127,16 @@ describe('rule 4: secrets', () => {
     await expect(startPlatform({ env })).rejects.toThrow(ConfigError);
     await expect(startPlatform({ env })).rejects.toThrow(/MOLECULE_SECRETS_KEY must be 32 bytes/);
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+  it('are redacted by the platform logger wherever a careless log line would carry them', () => {
+    let out = '';
+    const log = platformLogger('debug', new Writable({ write: (c, _e, done) => ((out += String(c)), done()) }));
+    const v = marker('careless');
+    log.info({ env: { OPENAI_API_KEY: v }, token: v, secrets: { K: v }, value: v, sealed: v }, 'top level');
+    log.info({ spec: { env: { K: v } }, req: { headers: { authorization: `Bearer ${v}` } }, body: { value: v, token: v } }, 'nested');
+    log.info({ headers: { authorization: v } }, 'headers');
+    expect(out.split('\n').filter(Boolean)).toHaveLength(3);
+    expect(out).not.toContain(v);
+    expect(out).toContain('[redacted]');
   });
 });
