@@ -89,9 +89,10 @@ export class PlatformClient {
       lastProblem = problem;
       const delay = backoffDelay(attempt, this.opts.backoff);
       if (outcome.kind === 'http' && (outcome.status === 401 || outcome.status === 403)) {
+        // The platform's answer says which: a token it does not accept, or a URL it does not vouch for.
         logger[level](
-          { attempt, status: outcome.status, retry_in_ms: delay },
-          'registration refused: the platform does not accept our workspace token (it may not be committed yet); retrying',
+          { attempt, status: outcome.status, body: outcome.text.slice(0, 300), retry_in_ms: delay },
+          'registration refused by the platform; retrying',
         );
       } else if (outcome.kind === 'http') {
         logger[level]({ attempt, status: outcome.status, body: outcome.text.slice(0, 200), retry_in_ms: delay }, 'registration failed; retrying');
