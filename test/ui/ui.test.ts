@@ -107,14 +107,18 @@ describe.skipIf(!hasBrowser)(`web UI in Chromium${hasBrowser ? '' : ` (skipped: 
   });
 
   it("shows the API's validation errors next to their fields", async () => {
-    await page.getByRole('button', { name: 'New workspace' }).click();
+    // By keyboard: open the dialog, type into the focused name field, submit with Enter.
+    await page.getByRole('button', { name: 'New workspace' }).focus();
+    await page.keyboard.press('Enter');
     const dialog = page.getByRole('dialog', { name: 'New workspace' });
-    await dialog.getByLabel('Name', { exact: true }).first().fill('   ');
-    await dialog.getByLabel('Region').fill('Not A Region');
+    await dialog.waitFor();
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('create-name');
+    await page.keyboard.type('   ');
     await dialog.getByRole('button', { name: 'Add secret' }).click();
     await page.locator('#create-secret-key-0').fill('MOLECULE_OVERRIDE');
     await page.locator('#create-secret-value-0').fill('x');
-    await dialog.getByRole('button', { name: 'Create workspace' }).click();
+    await dialog.getByLabel('Region').fill('Not A Region');
+    await page.keyboard.press('Enter');
 
     await page.locator('#create-name-error').waitFor();
     expect(await page.locator('#create-name-error').innerText()).toContain('must not be blank');
@@ -198,6 +202,9 @@ describe.skipIf(!hasBrowser)(`web UI in Chromium${hasBrowser ? '' : ` (skipped: 
     const actions = page.getByRole('group', { name: 'Workspace actions' });
     await actions.getByRole('button', { name: 'Delete' }).click();
     const confirm = page.getByRole('dialog', { name: 'Delete ui-worker?' });
+    await confirm.waitFor();
+    // The safe choice has the focus: Enter on an unexpected dialog does not delete anything.
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Cancel');
     await confirm.getByRole('button', { name: 'Cancel' }).click();
     await confirm.waitFor({ state: 'detached' });
     expect((await http.call('GET', `/workspaces/${id}`)).status).toBe(200);

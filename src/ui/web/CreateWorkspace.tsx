@@ -67,7 +67,7 @@ export function CreateWorkspace({ meta, workspaces, onClose, onCreated }: { meta
       <form onSubmit={submit} noValidate>
         <div className="field">
           <label htmlFor="create-name">Name</label>
-          <input id="create-name" value={name} onChange={(e) => setName(e.target.value)} autoFocus autoComplete="off" {...a11y('name')} />
+          <input id="create-name" value={name} onChange={(e) => setName(e.target.value)} data-autofocus autoComplete="off" {...a11y('name')} />
           {err('name')}
         </div>
         <div className="field">

@@ -271,7 +271,7 @@ function Actions({ ws, meta, onChange }: { ws: Workspace; meta: Meta; onChange: 
             </p>
           )}
           <div className="actions">
-            <button type="button" onClick={() => setConfirming(false)} autoFocus>
+            <button type="button" onClick={() => setConfirming(false)} data-autofocus>
               Cancel
             </button>
             <button type="button" className="danger" disabled={busy === 'Delete'} onClick={() => void remove(!!children)}>

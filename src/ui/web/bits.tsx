@@ -39,6 +39,8 @@ export function Modal({ title, onClose, children, labelId }: { title: string; on
     const d = ref.current!;
     const before = document.activeElement as HTMLElement | null;
     if (!d.open) d.showModal();
+    // showModal focuses the first focusable element (the close button); the field to start in is marked instead.
+    d.querySelector<HTMLElement>('[data-autofocus]')?.focus();
     return () => {
       if (d.open) d.close();
       before?.focus?.();
