@@ -188,6 +188,8 @@ describe.skipIf(!hasBrowser)(`web UI in Chromium${hasBrowser ? '' : ` (skipped: 
     await timeline.getByText('ready → provisioning: restart requested').waitFor();
     await page.locator('.status-line [data-status="ready"]').waitFor({ timeout: 30_000 });
     await waitFor('two registrations on the timeline', async () => (await timeline.getByText(/^registered/).count()) >= 2);
+    // The log tail follows the new instance too: both boots are in it.
+    await waitFor('both boots in the log tail', async () => ((await page.getByLabel('Instance log').innerText()).match(/agent listening/g) ?? []).length >= 2);
 
     await actions.getByRole('button', { name: 'Pause' }).click();
     await page.locator('.status-line [data-status="paused"]').waitFor();

@@ -8,7 +8,8 @@ const KEEP = 2000;
  * The instance's output, followed live (GET /workspaces/:id/logs?follow=1). When the stream ends, as it does
  * when the instance is replaced, it is opened again and the tail replaces what was shown.
  */
-export function Logs({ workspaceId }: { workspaceId: string }) {
+/** `epoch` changes when the instance does (a new one, or one that just came up): the stream is opened again at once. */
+export function Logs({ workspaceId, epoch }: { workspaceId: string; epoch: string }) {
   const [lines, setLines] = useState<string[]>([]);
   const [state, setState] = useState<'connecting' | 'following' | 'waiting' | 'unavailable'>('connecting');
   const [note, setNote] = useState('');
@@ -18,7 +19,10 @@ export function Logs({ workspaceId }: { workspaceId: string }) {
   useEffect(() => {
     const abort = new AbortController();
     void (async () => {
+      // A stream that ends at once (no instance yet, or a backend that cannot follow) is retried ever more slowly.
+      let pause = 1500;
       while (!abort.signal.aborted) {
+        const opened = Date.now();
         try {
           const res = await request('GET', `/workspaces/${workspaceId}/logs?follow=1&tail=200`, { signal: abort.signal });
           setLines([]);
@@ -35,11 +39,12 @@ export function Logs({ workspaceId }: { workspaceId: string }) {
           setState('waiting');
           setNote(e instanceof ApiFailure ? e.message : '');
         }
-        await new Promise((r) => setTimeout(r, 1500));
+        pause = Date.now() - opened > 10_000 ? 1500 : Math.min(pause * 2, 30_000);
+        await new Promise((r) => setTimeout(r, pause));
       }
     })();
     return () => abort.abort();
-  }, [workspaceId]);
+  }, [workspaceId, epoch]);
 
   useLayoutEffect(() => {
     const el = box.current;

@@ -176,7 +176,7 @@ export function WorkspaceDetail({ id, meta }: { id: string; meta: Meta }) {
 
         <div className="card wide">
           <h2>Logs</h2>
-          <Logs workspaceId={ws.id} />
+          <Logs workspaceId={ws.id} epoch={`${ws.instance?.id ?? ''}:${canChat ? 'up' : 'down'}`} />
         </div>
 
         <div className="card">
