@@ -34,7 +34,11 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
   const logger = opts.logger ?? platformLogger(config.logLevel);
   // The key first: a bad one stops startup before anything is opened.
   const sealer = Sealer.load(config.dataDir, config.secretsKey);
-  const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
+  const store = await openStore({
+    dataDir: config.dataDir,
+    databaseUrl: config.databaseUrl,
+    onConnectionError: (err) => logger.warn({ err: err.message }, 'database connection dropped; the next query reconnects'),
+  });
   const workspaces = new WorkspaceRepo(store.db);
   const tokens = new TokenRepo(store.db);
   const secrets = new SecretRepo(store.db);

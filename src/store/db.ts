@@ -15,7 +15,7 @@ export interface Store {
 }
 
 /** Opens SQLite in the data dir, or Postgres when a postgres:// URL is given, and applies pending migrations. */
-export async function openStore(opts: { dataDir: string; databaseUrl?: string }): Promise<Store> {
+export async function openStore(opts: { dataDir: string; databaseUrl?: string; onConnectionError?: (err: Error) => void }): Promise<Store> {
   let db: Kysely<Database>;
   let kind: DialectKind;
   let location: string;
@@ -25,7 +25,11 @@ export async function openStore(opts: { dataDir: string; databaseUrl?: string })
     location = `${url.hostname}:${url.port || 5432}${url.pathname}`;
     // bigserial ids come back as strings by default; event ids stay well inside 2^53.
     pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: opts.databaseUrl, max: 10 }) }) });
+    const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 10 });
+    // An idle connection the server drops (restart, failover, admin shutdown) is discarded by the pool and the
+    // next query reconnects; without a listener the 'error' event would crash the platform instead.
+    pool.on('error', (err) => (opts.onConnectionError ?? (() => {}))(err));
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   } else {
     kind = 'sqlite';
     fs.mkdirSync(opts.dataDir, { recursive: true });

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPlatform, type Platform } from '../../src/platform.js';
@@ -44,4 +45,28 @@ describe.runIf(process.env.CI || fs.existsSync('/usr/lib/postgresql') || process
     expect((await http.call('DELETE', `/workspaces/${id}`)).status).toBe(202);
     await waitFor('410', async () => (await http.call('GET', `/workspaces/${id}`)).status === 410);
   }, 90_000);
+
+  it('keeps serving when Postgres drops its connections (restart, failover, admin shutdown)', async () => {
+    await platform?.close();
+    platform = await startPlatform({ env: env(), logger: pino({ level: 'silent' }) });
+    const http = api(platform.url);
+    expect((await http.call('GET', '/workspaces')).status).toBe(200);
+    const admin = new pg.Client({ connectionString: pgServer!.url });
+    await admin.connect();
+    try {
+      const { rowCount } = await admin.query(
+        'select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()',
+      );
+      expect(rowCount).toBeGreaterThan(0);
+    } finally {
+      await admin.end();
+    }
+    // The dropped idle connections must not crash the process; the next request reconnects.
+    await new Promise((r) => setTimeout(r, 200));
+    const after = await waitFor('a query on a fresh connection', async () => {
+      const r = await http.call('GET', '/workspaces');
+      return r.status === 200 && r;
+    });
+    expect(Array.isArray(after.body)).toBe(true);
+  }, 60_000);
 });
