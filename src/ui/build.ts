@@ -10,7 +10,15 @@ export async function buildUi(): Promise<string> {
   const { build } = await import('vite');
   const staging = `${UI_DIST}.building-${process.pid}`;
   fs.rmSync(staging, { recursive: true, force: true });
-  await build({ configFile: UI_CONFIG, logLevel: 'warn', build: { outDir: staging, emptyOutDir: true } });
+  // Vite and the React plugin read NODE_ENV itself (vitest sets it to "test", which means React's dev build).
+  const nodeEnv = process.env.NODE_ENV;
+  process.env.NODE_ENV = 'production';
+  try {
+    await build({ configFile: UI_CONFIG, mode: 'production', logLevel: 'warn', build: { outDir: staging, emptyOutDir: true } });
+  } finally {
+    if (nodeEnv === undefined) delete process.env.NODE_ENV;
+    else process.env.NODE_ENV = nodeEnv;
+  }
   const old = `${UI_DIST}.old-${process.pid}`;
   try {
     if (fs.existsSync(UI_DIST)) fs.renameSync(UI_DIST, old);

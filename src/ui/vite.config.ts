@@ -7,6 +7,8 @@ export default defineConfig({
   // Assets are served by the platform under /assets/; pages are addressed with hash routes (/#/workspaces/<id>).
   base: '/',
   plugins: [react()],
+  // React's production build whatever NODE_ENV the building process has.
+  define: { 'process.env.NODE_ENV': JSON.stringify('production') },
   build: {
     outDir: path.resolve(import.meta.dirname, '..', '..', 'dist', 'ui'),
     emptyOutDir: true,

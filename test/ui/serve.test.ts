@@ -56,6 +56,16 @@ describe('serving the web UI', () => {
     }
     expect(html).not.toMatch(/\son[a-z]+=/i);
   });
+
+  it('the real build is React\'s production build, also when the test setup made it (NODE_ENV=test)', () => {
+    const js = fs.readdirSync(path.join(UI_DIST, 'assets')).filter((f) => f.endsWith('.js'));
+    expect(js.length).toBeGreaterThan(0);
+    for (const f of js) {
+      const code = fs.readFileSync(path.join(UI_DIST, 'assets', f), 'utf8');
+      expect(code).not.toContain('is deprecated in plain JavaScript React classes');
+      expect(code).not.toContain('jsxDEV');
+    }
+  });
 });
 
 describe('GET /meta and the agent card on a platform', () => {
