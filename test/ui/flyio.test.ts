@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFlySim, type FlySim } from '../../tools/fly-sim/index.js';
@@ -26,6 +27,7 @@ describe.skipIf(!hasBrowser)('web UI on the flyio backend', () => {
     await browser?.close();
     await platform?.stop();
     await sim?.close();
+    fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('picks a Fly region in the create dialog; the machine runs there and the agent says so', async () => {

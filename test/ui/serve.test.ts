@@ -8,7 +8,17 @@ import { TIERS } from '../../src/core/types.js';
 import { ACTIONS } from '../../src/core/status.js';
 import { uiRoutes } from '../../src/server/ui.js';
 import { UI_DIST } from '../../src/ui/paths.js';
-import { FAST_ENV, api, tempDir } from '../support/harness.js';
+import { FAST_ENV, api, tempDir as makeTempDir } from '../support/harness.js';
+
+const dirs: string[] = [];
+const tempDir = (prefix: string) => {
+  const d = makeTempDir(prefix);
+  dirs.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
 
 describe('serving the web UI', () => {
   it('answers / with how to build the UI when there is no build, and never a 500', async () => {

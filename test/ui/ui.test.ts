@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { api, killRecordedAgents, launchPlatform, tempDir, waitFor, type Api, type PlatformProcess } from '../support/harness.js';
@@ -43,6 +44,7 @@ describe.skipIf(!hasBrowser)(`web UI in Chromium${hasBrowser ? '' : ` (skipped: 
     await browser?.close();
     await platform?.stop();
     killRecordedAgents(dataDir);
+    fs.rmSync(dataDir, { recursive: true, force: true });
     await model?.close();
   });
 
@@ -289,6 +291,7 @@ describe.skipIf(!hasBrowser)('web UI sign-in with an admin token', () => {
     await browser?.close();
     await platform?.stop();
     killRecordedAgents(dataDir);
+    fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('asks for the token, refuses a wrong one, then uses the right one for the API and /ws', async () => {
