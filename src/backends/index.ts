@@ -47,11 +47,21 @@ async function autoSelect(config: Config, logger: Logger): Promise<Provisioner> 
     return withSelection(new ProcessProvisioner({ dataDir: config.dataDir, logger }), `auto: ${why}`);
   }
   const ping = await pingEngine(engineClient(socket), AUTO_PING_TIMEOUT_MS);
+  let why: string;
   if (ping.ok) {
-    logger.info(`CONTAINER_BACKEND unset: a Docker engine answers at unix://${socket}, using the docker backend`);
-    return withSelection(await dockerProvisioner(config, logger, socket), `auto: a Docker engine answered at unix://${socket}`);
+    const docker = await dockerProvisioner(config, logger, socket);
+    const missing = docker.missingImages();
+    // Unasked, Docker is only chosen when it can run workspaces now: a first `npm start` on a laptop with Docker
+    // must not turn the walkthrough into a failed pull. CONTAINER_BACKEND=docker still uses it (and pulls).
+    if (missing.length === 0) {
+      logger.info(`CONTAINER_BACKEND unset: a Docker engine answers at unix://${socket}, using the docker backend`);
+      return withSelection(docker, `auto: a Docker engine answered at unix://${socket}`);
+    }
+    await docker.close();
+    why = `a Docker engine answers at unix://${socket} but lacks the runtime image ${missing.join(', ')} (build it with npm run build:images, or set CONTAINER_BACKEND=docker to pull it)`;
+  } else {
+    why = `no Docker engine answered at unix://${socket} (${ping.error})`;
   }
-  const why = `no Docker engine answered at unix://${socket} (${ping.error})`;
   logger.info(`CONTAINER_BACKEND unset: using the process backend; ${why}`);
   return withSelection(new ProcessProvisioner({ dataDir: config.dataDir, logger }), `auto: ${why}`);
 }

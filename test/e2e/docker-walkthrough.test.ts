@@ -251,6 +251,22 @@ dockerDescribe('docker backend failures', () => {
     }
   });
 
+  it('CONTAINER_BACKEND unset: an engine without the runtime image is passed over for processes, saying why', async () => {
+    const dataDir = tempDir('docker-auto-noimage');
+    const { CONTAINER_BACKEND: _, ...auto } = dockerEnv;
+    const image = `localhost/molecule-missing-${crypto.randomBytes(3).toString('hex')}/{runtime}:nope`;
+    const p = await startPlatform({ env: { ...FAST_ENV, ...auto, MOLECULE_RUNTIME_IMAGE: image, PORT: '0', MOLECULE_DATA_DIR: dataDir }, logger });
+    try {
+      const backend = (await api(p.url).call('GET', '/healthz')).body.backend;
+      expect(backend.name).toBe('process');
+      expect(backend.selected).toContain(`a Docker engine answers at unix://${DOCKER_SOCKET} but lacks the runtime image ${image.replace('{runtime}', 'hermes')}`);
+      expect(backend.selected).toContain('npm run build:images');
+    } finally {
+      await p.close();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
   it('fails a workspace whose image is missing and cannot be pulled, naming the image', async () => {
     const dataDir = tempDir('docker-missing');
     const image = `localhost/molecule-missing-${crypto.randomBytes(3).toString('hex')}/{runtime}:nope`;

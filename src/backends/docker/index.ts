@@ -564,6 +564,11 @@ export class DockerProvisioner implements Provisioner {
     return true;
   }
 
+  /** Runtime images the engine does not have (as of the last check). */
+  missingImages(): string[] {
+    return [...this.images].filter(([, present]) => !present).map(([image]) => image);
+  }
+
   /** A missing runtime image is not an error until a workspace needs it (it may be pulled), but say so early. */
   private async checkImages(): Promise<void> {
     for (const image of this.opts.images ?? []) {
