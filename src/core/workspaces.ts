@@ -75,6 +75,8 @@ export class WorkspaceService {
   private readonly launches = new Map<string, AbortController>();
   /** Launches queued or running, so a registration can wait until the backend has said what it started. */
   private readonly launching = new Map<string, Promise<void>>();
+  /** Consecutive starts refused because the backend was down, per workspace: the outage backoff. */
+  private readonly outageAttempts = new Map<string, number>();
   private closed = false;
 
   constructor(private readonly d: ServiceDeps) {
@@ -428,8 +430,9 @@ export class WorkspaceService {
    * Every start, restart and resume (by request, automatic, or after a platform restart) comes through here, so
    * every instance gets fresh tokens and the previous instance's are revoked before the backend is called.
    */
-  async launch(id: string, kind: 'start' | 'restart' | 'resume'): Promise<void> {
-    const run = this.withLock(id, () => this.launchLocked(id, kind));
+  /** @param crashStamp the restart stamp an automatic restart added: taken back if the backend turns out to be down. */
+  async launch(id: string, kind: 'start' | 'restart' | 'resume', crashStamp?: string): Promise<void> {
+    const run = this.withLock(id, () => this.launchLocked(id, kind, crashStamp));
     this.launching.set(id, run);
     try {
       await run;
@@ -438,7 +441,7 @@ export class WorkspaceService {
     }
   }
 
-  private async launchLocked(id: string, kind: 'start' | 'restart' | 'resume'): Promise<void> {
+  private async launchLocked(id: string, kind: 'start' | 'restart' | 'resume', crashStamp?: string): Promise<void> {
     const ws = await this.d.workspaces.get(id);
     if (!ws || ws.status !== 'provisioning') return;
     const tokens = await this.rotateTokens(id);
@@ -481,6 +484,7 @@ export class WorkspaceService {
         instance: { url: handle.url, headers: handle.headers, details: handle.details },
         needsRestart: false,
       });
+      this.outageAttempts.delete(id);
       await this.d.bus.publish('workspace.step', id, {
         step: 'instance started',
         instance_id: handle.instanceId,
@@ -498,7 +502,7 @@ export class WorkspaceService {
       if (cur && cur.status === 'provisioning') {
         // A backend that is down for a while (engine restarting, API outage) is retried with the restart backoff,
         // which ends in `failed` if it stays down; anything else is final until someone restarts the workspace.
-        if (e instanceof ProvisionError && e.code === 'BACKEND_UNAVAILABLE' && e.retryable) await this.markOffline(cur, reason);
+        if (e instanceof ProvisionError && e.code === 'BACKEND_UNAVAILABLE' && e.retryable) await this.markOffline(cur, reason, { outage: true, crashStamp });
         else await this.transition(cur, 'failed', reason);
       }
     } finally {
@@ -578,36 +582,45 @@ export class WorkspaceService {
    * The instance is gone while the workspace should be running. Schedules an automatic restart with
    * exponential backoff, or ends in `failed` when it keeps dying (crash loop).
    */
-  async markOffline(ws: Workspace, reason: string): Promise<void> {
+  async markOffline(ws: Workspace, reason: string, opts: { outage?: boolean; crashStamp?: string } = {}): Promise<void> {
     const t = this.d.config.timing;
     const now = Date.now();
-    const recent = ws.restarts.filter((at) => now - Date.parse(at) < t.crashWindowMs);
-    if (recent.length >= t.crashLoopMax) {
+    let recent = ws.restarts.filter((at) => now - Date.parse(at) < t.crashWindowMs);
+    let backoffStep = recent.length;
+    if (opts.outage) {
+      // The backend being down (engine restarting, API outage) is not the agent crashing: it does not count toward
+      // the crash loop, and is retried for as long as it lasts, backing off up to the maximum.
+      recent = recent.filter((at) => at !== opts.crashStamp);
+      backoffStep = this.outageAttempts.get(ws.id) ?? 0;
+      this.outageAttempts.set(ws.id, backoffStep + 1);
+    } else this.outageAttempts.delete(ws.id);
+    if (!opts.outage && recent.length >= t.crashLoopMax) {
       const mins = Math.round(t.crashWindowMs / 60000);
       const why = `crash loop: the agent stopped ${recent.length + 1} times within ${mins} min; last: ${reason}`;
       if (ws.status !== 'offline') await this.transition(ws, 'offline', reason);
       await this.transition(ws, 'failed', why, { nextRestartAt: null });
       return;
     }
-    const delay = Math.min(t.restartBackoffMs * 2 ** recent.length, t.restartBackoffMaxMs);
+    const delay = Math.min(t.restartBackoffMs * 2 ** backoffStep, t.restartBackoffMaxMs);
     const next = new Date(now + delay).toISOString();
     const ok =
       ws.status === 'offline'
-        ? !!(await this.d.workspaces.update(ws.id, { nextRestartAt: next }))
+        ? !!(await this.d.workspaces.update(ws.id, { nextRestartAt: next, restarts: recent }))
         : await this.transition(ws, 'offline', `${reason}; restarting in ${(delay / 1000).toFixed(1)} s`, { nextRestartAt: next, restarts: recent });
     if (ok) this.wakeAt(delay);
   }
 
   /** Restarts an `offline` workspace whose backoff has passed. */
   async autoRestart(ws: Workspace): Promise<void> {
-    const restarts = [...ws.restarts, new Date().toISOString()];
+    const stamp = new Date().toISOString();
+    const restarts = [...ws.restarts, stamp];
     const attempt = restarts.length;
     const ok = await this.transition(ws, 'provisioning', `automatic restart (attempt ${attempt})`, {
       restarts,
       restartCount: ws.restartCount + 1,
       nextRestartAt: null,
     });
-    if (ok) this.spawn(this.launch(ws.id, 'restart'));
+    if (ok) this.spawn(this.launch(ws.id, 'restart', stamp));
   }
 
   /** Unsolicited news from a backend (a process exited, a machine stopped). */

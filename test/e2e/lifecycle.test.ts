@@ -3,6 +3,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import WebSocket from 'ws';
 import { ProcessProvisioner } from '../../src/backends/process/index.js';
+import { ProvisionError, type InstanceSpec } from '../../src/backends/provisioner.js';
 import { startPlatform, type Platform } from '../../src/platform.js';
 import { api, FAST_ENV, killRecordedAgents, pidAlive, tempDir, waitFor, type Api } from '../support/harness.js';
 
@@ -46,6 +47,55 @@ describe('lifecycle failures and recovery', () => {
     const retry = await http.call('POST', `/workspaces/${ws}/restart`);
     expect(retry.status).toBe(202);
     expect(retry.body.status).toBe('provisioning');
+  });
+
+  it('rides out a backend outage longer than the crash-loop budget: retried, never failed, not counted as crashes', async () => {
+    class FlakyBackend extends ProcessProvisioner {
+      down = false;
+      refused = 0;
+      private refuse(): void {
+        if (!this.down) return;
+        this.refused++;
+        throw new ProvisionError('BACKEND_UNAVAILABLE', 'the engine is away', true);
+      }
+      override async start(spec: InstanceSpec) {
+        this.refuse();
+        return super.start(spec);
+      }
+      override async restart(id: string | null, spec: InstanceSpec) {
+        this.refuse();
+        return super.restart(id, spec);
+      }
+    }
+    const dataDir = tempDir('life-outage');
+    dirs.push(dataDir);
+    const backend = new FlakyBackend({ dataDir, logger });
+    const p = await startPlatform({
+      env: { ...FAST_ENV, PORT: '0', MOLECULE_DATA_DIR: dataDir, CONTAINER_BACKEND: 'process', MOLECULE_CRASH_LOOP_MAX: '2', MOLECULE_RESTART_BACKOFF_MAX_MS: '400' },
+      logger,
+      provisioner: backend,
+    });
+    platforms.push(p);
+    const http = api(p.url);
+    const ws = (await http.call('POST', '/workspaces', { name: 'outage' })).body.id;
+    const ready = await waitFor('ready', async () => (await statusOf(http, ws)).status === 'ready' && (await statusOf(http, ws)));
+    backend.down = true;
+    process.kill(ready.instance.pid, 'SIGKILL');
+    await waitFor('starts refused well past the crash-loop budget', async () => backend.refused >= 5, 30_000);
+    expect((await statusOf(http, ws)).status).not.toBe('failed');
+    backend.down = false;
+    const back = await waitFor('ready again once the backend answers', async () => {
+      const w = await statusOf(http, ws);
+      expect(w.status).not.toBe('failed');
+      return w.status === 'ready' && w;
+    }, 30_000);
+    // Only the real crash counts: one more crash is still inside the budget of 2.
+    process.kill(back.instance.pid, 'SIGKILL');
+    await waitFor('ready after a single real crash', async () => {
+      const w = await statusOf(http, ws);
+      expect(w.status).not.toBe('failed');
+      return w.status === 'ready' && w.instance.pid !== back.instance.pid;
+    }, 30_000);
   });
 
   it('fails a workspace whose agent never registers, and stops its instance', async () => {
