@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket from 'ws';
 import { ConfigError, loadConfig } from '../../src/core/config.js';
 import { safeEqual } from '../../src/core/crypto.js';
@@ -21,9 +22,11 @@ describe('rule 1: admin auth', () => {
     for (const host of ['127.0.0.1', 'localhost', '::1', '127.0.0.2']) expect(loadConfig({ HOST: host }).adminToken).toBeUndefined();
 
     // The real entry point: exit code 2 and the message on stderr, before anything listens.
+    const dataDir = tempDir('sec-host');
+    onTestFinished(() => fs.rmSync(dataDir, { recursive: true, force: true }));
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts')], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '0.0.0.0', PORT: '0', MOLECULE_DATA_DIR: tempDir('sec-host') },
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '0.0.0.0', PORT: '0', MOLECULE_DATA_DIR: dataDir },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';

@@ -123,10 +123,12 @@ describe('rule 4: secrets', () => {
     const s = await start({ MOLECULE_ADMIN_TOKEN: ADMIN, MOLECULE_SECRETS_KEY: key }, { dataDir: dir });
     await s.admin.call('PUT', '/settings/secrets/K', { value: 'v' });
     expect(fs.existsSync(path.join(dir, 'secrets.key'))).toBe(false);
-    const env = { ...FAST_ENV, PORT: '0', MOLECULE_DATA_DIR: tempDir('sec-badkey'), CONTAINER_BACKEND: 'process', MOLECULE_SECRETS_KEY: 'too-short' };
+    const badDir = tempDir('sec-badkey');
+    const env = { ...FAST_ENV, PORT: '0', MOLECULE_DATA_DIR: badDir, CONTAINER_BACKEND: 'process', MOLECULE_SECRETS_KEY: 'too-short' };
     await expect(startPlatform({ env })).rejects.toThrow(ConfigError);
     await expect(startPlatform({ env })).rejects.toThrow(/MOLECULE_SECRETS_KEY must be 32 bytes/);
     fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(badDir, { recursive: true, force: true });
   });
   it('are redacted by the platform logger wherever a careless log line would carry them', () => {
     let out = '';
