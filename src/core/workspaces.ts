@@ -325,6 +325,7 @@ export class WorkspaceService {
     if (!ws.agentUrl) throw new ApiError(404, 'not_registered', `register workspace ${ws.id}'s agent before sending heartbeats`);
     const now = new Date().toISOString();
     await this.d.workspaces.update(ws.id, { lastHeartbeatAt: now, heartbeat: { ...body, at: now } });
+    this.d.bus.pulse(ws.id, { last_heartbeat_at: now, heartbeat: { ...body, at: now } });
     let target: WorkspaceStatus | null = null;
     let reason = '';
     if (ws.status === 'provisioning' || ws.status === 'offline') {

@@ -268,6 +268,35 @@ describe('API behaviour', () => {
     expect(replayed).not.toContain('id: 1\n');
   });
 
+  it('pushes heartbeat pulses on /ws?heartbeats=1 only, and never stores them as events', async () => {
+    const { p, http } = await platformWith();
+    const id = (await http.call('POST', '/workspaces', { name: 'pulsing' })).body.id;
+    await waitFor('ready', async () => (await statusOf(http, id)).status === 'ready');
+    const listen = (query: string) => {
+      const sock = new WebSocket(`${p.url.replace('http', 'ws')}/ws${query}`);
+      const got: any[] = [];
+      sock.on('message', (m) => got.push(JSON.parse(String(m))));
+      return { sock, got, open: new Promise((r) => sock.once('open', r)) };
+    };
+    const withPulses = listen(`?heartbeats=1&workspace_id=${id}`);
+    const plain = listen('');
+    await Promise.all([withPulses.open, plain.open]);
+    // FAST_ENV heartbeats every second.
+    const pulses = await waitFor('two pulses', async () => {
+      const ps = withPulses.got.filter((m) => m.type === 'workspace.heartbeat');
+      return ps.length >= 2 && ps;
+    }, 10_000);
+    expect(pulses[0]).toMatchObject({ workspace_id: id, data: { last_heartbeat_at: expect.any(String), heartbeat: { current_task: null } } });
+    expect(pulses[0].id).toBeUndefined();
+    expect(Date.parse(pulses[1].data.last_heartbeat_at)).toBeGreaterThan(Date.parse(pulses[0].data.last_heartbeat_at));
+    expect((await statusOf(http, id)).last_heartbeat_at >= pulses[1].data.last_heartbeat_at).toBe(true);
+    expect(plain.got.filter((m) => m.type === 'workspace.heartbeat')).toEqual([]);
+    withPulses.sock.close();
+    plain.sock.close();
+    const stored = (await http.call('GET', `/workspaces/${id}/events`)).body as any[];
+    expect(stored.some((e) => e.type === 'workspace.heartbeat')).toBe(false);
+  });
+
   it('describes itself: /healthz, /openapi.json, /metrics', async () => {
     const { http } = await platformWith();
     const h = (await http.call('GET', '/healthz')).body;

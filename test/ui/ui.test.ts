@@ -92,8 +92,20 @@ describe.skipIf(!hasBrowser)(`web UI in Chromium${hasBrowser ? '' : ` (skipped: 
     expect(await r.locator('.badge.tier').textContent()).toBe('T3 · 2 GB · 2 CPUs');
     expect(await r.locator('td[data-label="Backend"]').innerText()).toBe('process');
     expect(await r.locator('td[data-label="Region"]').innerText()).toContain('local');
-    // The heartbeat (every second here) reaches the row through the periodic refresh.
-    await r.locator('td[data-label="Last heartbeat"] time').waitFor();
+    // Heartbeats (every second here) reach the row as pulses over /ws, with no request for the workspace list.
+    const cell = r.locator('td[data-label="Last heartbeat"] time');
+    await cell.waitFor();
+    const listFetches: string[] = [];
+    const onRequest = (req: { url(): string }) => /\/workspaces(\/[^/]+)?(\?|$)/.test(new URL(req.url()).pathname + '?') && listFetches.push(req.url());
+    page.on('request', onRequest);
+    const first = await cell.getAttribute('datetime');
+    await page.waitForFunction(
+      ([el, before]) => (el as Element | null)?.getAttribute('datetime') !== before,
+      [await cell.elementHandle(), first] as const,
+      { timeout: 10_000 },
+    );
+    page.off('request', onRequest);
+    expect(listFetches).toEqual([]);
 
     // Search and status filter narrow the list.
     await page.getByLabel('Search').fill('no-such-workspace');

@@ -59,17 +59,28 @@ export function eventRoutes(deps: AppDeps): FastifyPluginAsync {
     app.route({
       method: 'GET',
       url: '/ws',
-      schema: { hide: true, tags: ['events'], summary: 'WebSocket: one JSON event per message' },
+      schema: { hide: true, tags: ['events'], summary: 'WebSocket: one JSON event per message; ?heartbeats=1 adds workspace.heartbeat pulses' },
       // A plain GET (no upgrade) gets an answer in the API's error shape rather than an empty 404.
       handler: async (_req, reply) =>
         reply.code(426).header('upgrade', 'websocket').send({ error: 'GET /ws is a WebSocket: send Connection: Upgrade, Upgrade: websocket', code: 'upgrade_required' }),
       wsHandler: (socket, req) => {
-        const filter = new URLSearchParams(req.url.split('?')[1] ?? '').get('workspace_id');
+        const query = new URLSearchParams(req.url.split('?')[1] ?? '');
+        const filter = query.get('workspace_id');
         const unsubscribe = deps.bus.subscribe((ev) => {
           if (filter && ev.workspace_id !== filter) return;
           if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(wire(ev)));
         });
-        socket.on('close', unsubscribe);
+        // Heartbeat pulses only for clients that ask: live views want them, event consumers do not.
+        const unpulse = ['1', 'true'].includes(query.get('heartbeats') ?? '')
+          ? deps.bus.subscribePulses((p) => {
+              if (filter && p.workspace_id !== filter) return;
+              if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(p));
+            })
+          : () => undefined;
+        socket.on('close', () => {
+          unsubscribe();
+          unpulse();
+        });
         socket.on('message', () => undefined); // read-only stream; ignore what clients send
       },
     });

@@ -3,12 +3,9 @@ import { ApiFailure, api } from './api.js';
 import { Ago, ErrorNote, StatusBadge, TierBadge } from './bits.js';
 import { CreateWorkspace } from './CreateWorkspace.js';
 import { useNow } from './format.js';
-import { useLiveEvents } from './live.js';
+import { useLiveEvents, useLiveHeartbeats } from './live.js';
 import { href, useTitle } from './router.js';
 import type { Meta, PlatformEvent, Status, Workspace } from './types.js';
-
-/** Heartbeats are not events (they would flood /ws); their times and current tasks are refreshed this often. */
-const HEARTBEAT_REFRESH_MS = 5000;
 
 export function Fleet({ meta }: { meta: Meta }) {
   const [workspaces, setWorkspaces] = useState<Workspace[] | null>(null);
@@ -31,11 +28,12 @@ export function Fleet({ meta }: { meta: Meta }) {
 
   useEffect(() => {
     void loadAll();
-    const t = setInterval(() => {
-      if (document.visibilityState === 'visible') void loadAll();
-    }, HEARTBEAT_REFRESH_MS);
-    return () => clearInterval(t);
   }, [loadAll]);
+
+  // Heartbeat times and current tasks arrive as pulses on the same socket; they patch the row in place.
+  useLiveHeartbeats((p) =>
+    setWorkspaces((list) => list?.map((w) => (w.id === p.workspace_id ? { ...w, last_heartbeat_at: p.data.last_heartbeat_at, heartbeat: p.data.heartbeat } : w)) ?? list),
+  );
 
   // A burst of events for one workspace (created, status, steps …) becomes one fetch of it.
   const pending = useRef(new Set<string>());

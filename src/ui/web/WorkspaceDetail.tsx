@@ -3,7 +3,7 @@ import { ApiFailure, api } from './api.js';
 import { Ago, ErrorNote, Modal, StatusBadge, TierBadge } from './bits.js';
 import { Chat } from './Chat.js';
 import { clock, useNow } from './format.js';
-import { useLiveEvents } from './live.js';
+import { useLiveEvents, useLiveHeartbeats } from './live.js';
 import { Logs } from './Logs.js';
 import { href, navigate, useTitle } from './router.js';
 import { Secrets } from './Secrets.js';
@@ -45,10 +45,10 @@ export function WorkspaceDetail({ id, meta }: { id: string; meta: Meta }) {
     void load();
     void loadEvents();
     void loadCard();
-    // Heartbeat times and current task are not events; refresh them on the heartbeat's own pace.
-    const t = setInterval(() => document.visibilityState === 'visible' && void load(), 5000);
-    return () => clearInterval(t);
   }, [load, loadEvents, loadCard]);
+  useLiveHeartbeats((p) => {
+    if (p.workspace_id === id) setWs((w) => (w ? { ...w, last_heartbeat_at: p.data.last_heartbeat_at, heartbeat: p.data.heartbeat } : w));
+  });
 
   useLiveEvents(
     (ev) => {

@@ -75,6 +75,7 @@ async function failureOf(res: Response): Promise<ApiFailure> {
 export function socketUrl(): string {
   const url = new URL('/ws', location.href);
   url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  url.searchParams.set('heartbeats', '1');
   const token = getToken();
   if (token) url.searchParams.set('token', token);
   return url.href;

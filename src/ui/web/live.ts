@@ -1,6 +1,6 @@
 import { useEffect, useRef, useSyncExternalStore } from 'react';
 import { socketUrl } from './api.js';
-import type { PlatformEvent } from './types.js';
+import type { HeartbeatPulse, PlatformEvent } from './types.js';
 
 export type LiveState = 'connecting' | 'live' | 'reconnecting';
 
@@ -11,6 +11,7 @@ export type LiveState = 'connecting' | 'live' | 'reconnecting';
 class LiveEvents {
   private socket: WebSocket | null = null;
   private listeners = new Set<(ev: PlatformEvent) => void>();
+  private heartbeatListeners = new Set<(p: HeartbeatPulse) => void>();
   private reconnectListeners = new Set<() => void>();
   private stateListeners = new Set<() => void>();
   private retry = 0;
@@ -32,13 +33,14 @@ class LiveEvents {
       this.opened = true;
     };
     ws.onmessage = (m) => {
-      let ev: PlatformEvent;
+      let ev: PlatformEvent | HeartbeatPulse;
       try {
-        ev = JSON.parse(String(m.data)) as PlatformEvent;
+        ev = JSON.parse(String(m.data)) as PlatformEvent | HeartbeatPulse;
       } catch {
         return;
       }
-      this.listeners.forEach((fn) => fn(ev));
+      if (ev.type === 'workspace.heartbeat') this.heartbeatListeners.forEach((fn) => fn(ev as HeartbeatPulse));
+      else this.listeners.forEach((fn) => fn(ev as PlatformEvent));
     };
     ws.onclose = () => {
       if (this.socket !== ws) return;
@@ -75,6 +77,11 @@ class LiveEvents {
     };
   }
 
+  onHeartbeat(fn: (p: HeartbeatPulse) => void): () => void {
+    this.heartbeatListeners.add(fn);
+    return () => this.heartbeatListeners.delete(fn);
+  }
+
   subscribeState = (fn: () => void): (() => void) => {
     this.stateListeners.add(fn);
     return () => this.stateListeners.delete(fn);
@@ -104,4 +111,11 @@ export function useLiveEvents(onEvent: (ev: PlatformEvent) => void, onReconnect?
       ),
     [],
   );
+}
+
+/** Calls onPulse for each heartbeat pulse (last heartbeat time, current task) pushed over /ws. */
+export function useLiveHeartbeats(onPulse: (p: HeartbeatPulse) => void): void {
+  const handler = useRef(onPulse);
+  handler.current = onPulse;
+  useEffect(() => live.onHeartbeat((p) => handler.current(p)), []);
 }

@@ -54,6 +54,14 @@ export interface PlatformEvent {
   data: Record<string, unknown>;
 }
 
+/** A heartbeat's news, pushed over /ws?heartbeats=1 (not an event: no id, not in the timeline). */
+export interface HeartbeatPulse {
+  type: 'workspace.heartbeat';
+  workspace_id: string;
+  at: string;
+  data: { last_heartbeat_at: string; heartbeat: Workspace['heartbeat'] };
+}
+
 export interface SecretName {
   key: string;
   created_at: string;
