@@ -11,6 +11,11 @@ export interface InstanceSpec {
   /** Resolved runtime image (ignored by the process backend, which runs the built-in agent). */
   image: string;
   env: Record<string, string>;
+  /**
+   * Keys of `env` whose values are secret (workspace secrets, the workspace and agent tokens). A backend whose
+   * instance config is readable by others (Fly's machine config) keeps these values out of it; others may ignore it.
+   */
+  secretKeys?: string[];
   /** Boot timeline: a backend reports each step ("machine created", "machine started" …) as it happens. */
   progress?: (step: string, data?: Record<string, unknown>) => void;
   /**
@@ -89,6 +94,17 @@ export interface Provisioner {
   destroy(instanceId: string): Promise<void>;
   /** What the backend sees now. 'unknown' on transient errors, never a guess of 'gone'. */
   inspect(instanceId: string): Promise<InstanceState>;
+  /**
+   * Drops what the backend keeps for a workspace outside its instance (Fly: the workspace's app secrets). Called
+   * when the workspace is removed, after its instance is destroyed. Idempotent.
+   */
+  forget?(workspaceId: string): Promise<void>;
+  /**
+   * The periodic sweep's counterpart of `forget`: drops what the backend keeps for workspaces that are not live.
+   * `liveWorkspaceIds` is asked only after the backend has listed what it keeps, so a workspace created meanwhile
+   * is in the answer.
+   */
+  forgetUnclaimed?(liveWorkspaceIds: () => Promise<string[]>): Promise<void>;
   /** Every instance this platform owns (label / metadata / pid records). */
   list(): Promise<OwnedInstance[]>;
   /** The instance's output, a line at a time. */

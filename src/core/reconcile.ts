@@ -51,5 +51,9 @@ export async function sweepOrphans(svc: WorkspaceService, provisioner: Provision
     logger.info({ instance_id: inst.instanceId, workspace_id: inst.workspaceId }, 'destroying orphaned instance');
     await provisioner.destroy(inst.instanceId).catch((e) => logger.warn({ err: e, instance_id: inst.instanceId }, 'orphan destroy failed'));
   }
+  if (provisioner.forgetUnclaimed) {
+    const liveIds = async () => (await svc.list({ status: [...LIVE] })).map((w) => w.id);
+    await provisioner.forgetUnclaimed(liveIds).catch((e) => logger.warn({ err: e }, 'sweeping what removed workspaces left in the backend failed'));
+  }
   return live;
 }

@@ -514,10 +514,14 @@ export class WorkspaceService {
   /** The complete environment and shape of the instance. Reserved contract variables always win. */
   private async spec(ws: Workspace, tokens: { workspace: string; agent: string }): Promise<InstanceSpec> {
     const env: Record<string, string> = { ...ws.env };
+    const secretKeys = new Set<string>();
     for (const scope of ['global', ws.id]) {
-      for (const s of await this.d.secrets.list(scope)) env[s.key] = this.d.sealer.open(s.sealed, secretAad(scope, s.key));
+      for (const s of await this.d.secrets.list(scope)) {
+        env[s.key] = this.d.sealer.open(s.sealed, secretAad(scope, s.key));
+        secretKeys.add(s.key);
+      }
     }
-    Object.assign(env, {
+    const contract = {
       [AGENT_ENV.workspaceId]: ws.id,
       [AGENT_ENV.workspaceName]: ws.name,
       [AGENT_ENV.workspaceRole]: ws.role,
@@ -529,7 +533,10 @@ export class WorkspaceService {
       [AGENT_ENV.region]: ws.region ?? this.d.provisioner.defaultRegion,
       [AGENT_ENV.heartbeatIntervalS]: String(this.d.config.timing.heartbeatIntervalS),
       [AGENT_ENV.port]: '8000',
-    });
+    };
+    Object.assign(env, contract);
+    for (const k of Object.keys(contract)) secretKeys.delete(k);
+    secretKeys.add(AGENT_ENV.workspaceToken).add(AGENT_ENV.agentToken);
     return {
       workspaceId: ws.id,
       name: ws.name,
@@ -538,6 +545,7 @@ export class WorkspaceService {
       region: ws.region,
       image: imageFor(ws.runtime, this.d.config.runtimeImage),
       env,
+      secretKeys: [...secretKeys],
     };
   }
 
@@ -569,6 +577,7 @@ export class WorkspaceService {
       if (!ws || ws.status !== 'removing') return;
       try {
         if (ws.instanceId) await this.d.provisioner.destroy(ws.instanceId);
+        await this.d.provisioner.forget?.(id);
       } catch (e) {
         const reason = `delete requested; destroying the instance failed, will retry: ${(e as Error).message}`;
         await this.transition(ws, 'removing', reason);

@@ -17,6 +17,7 @@ import {
   type LogLine,
   type LogStream,
 } from './runner.js';
+import { AppSecrets, secretNameProblem } from './secrets.js';
 import { loadSpec, stripNulls, type FlySpec } from './spec.js';
 import {
   clockSleep,
@@ -26,6 +27,7 @@ import {
   imageRefString,
   isoSeconds,
   isPlainObject,
+  truthyQuery,
   newMachineId,
   newMachineName,
   newNonce,
@@ -255,6 +257,7 @@ export class Engine {
   readonly strictSpec: boolean;
   readonly defaultRegion: string;
   private readonly apps = new Map<string, AppRecord>();
+  private readonly appSecrets = new Map<string, AppSecrets>();
   private readonly machines = new Map<string, MachineRecord>();
   /** Destroyed machines after their visible window (include_deleted). */
   private readonly graveyard = new Map<string, MachineRecord>();
@@ -368,6 +371,98 @@ export class Engine {
     }
     for (const [id, m] of this.graveyard) if (m.app === name) this.graveyard.delete(id);
     this.apps.delete(name);
+    this.appSecrets.delete(name);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // app secrets
+  // ---------------------------------------------------------------------------------------------------------------
+
+  /** The app's secrets (the app is looked up, or auto-created, as for machines). */
+  secrets(app: string): AppSecrets {
+    const a = this.app(app);
+    let s = this.appSecrets.get(a.name);
+    if (!s) {
+      s = new AppSecrets(() => this.clock.now());
+      this.appSecrets.set(a.name, s);
+    }
+    return s;
+  }
+
+  secretsList(app: string, query: Record<string, unknown> = {}): Json {
+    const s = this.secrets(app);
+    const show = truthyQuery(query.show_secrets);
+    return { secrets: s.names().map((n) => s.json(n, show)) };
+  }
+
+  secretsUpdate(app: string, body: unknown): Json {
+    const s = this.secrets(app);
+    const raw = isPlainObject(body) ? (body as Json).values : undefined;
+    // Fly's Go type is map[string]*string: null unsets. The schema says string, so nulls are taken out first.
+    const withoutNulls = isPlainObject(raw) ? Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== null)) : raw;
+    this.validateBody('Secrets_update', isPlainObject(body) ? { ...(body as Json), values: withoutNulls } : body);
+    const values = (isPlainObject(raw) ? raw : {}) as Record<string, string | null>;
+    for (const name of Object.keys(values)) {
+      const bad = secretNameProblem(name);
+      if (bad) throw err(400, bad);
+    }
+    const version = s.apply(values);
+    const secrets = Object.keys(values)
+      .map((n) => s.json(n))
+      .filter((x) => x !== null);
+    return { version, Version: version, secrets };
+  }
+
+  secretGet(app: string, name: string, query: Record<string, unknown> = {}): Json {
+    const j = this.secrets(app).json(name, truthyQuery(query.show_secrets));
+    if (!j) throw err(404, `secret ${name} not found`);
+    return j;
+  }
+
+  secretSet(app: string, name: string, body: unknown): Json {
+    const s = this.secrets(app);
+    this.validateBody('Secret_create', body);
+    const bad = secretNameProblem(name);
+    if (bad) throw err(400, bad);
+    const value = isPlainObject(body) ? (body as Json).value : undefined;
+    if (typeof value !== 'string') throw err(400, 'value is required');
+    const version = s.apply({ [name]: value });
+    return { ...s.json(name), version, Version: version };
+  }
+
+  secretDelete(app: string, name: string): Json {
+    const version = this.secrets(app).delete(name);
+    if (version === null) throw err(404, `secret ${name} not found`);
+    return { version, Version: version };
+  }
+
+  /** create/update with `min_secrets_version` newer than the app's secrets: the machine could not get them. */
+  private requireSecretsVersion(app: string, min: unknown): void {
+    if (typeof min !== 'number' || min <= 0) return;
+    const have = this.secrets(app).version;
+    if (min > have) throw err(400, `min_secrets_version ${min} is newer than the app's secrets (version ${have})`);
+  }
+
+  /**
+   * The env a boot adds from app secrets: every app secret by name (Fly's default), unless the first process sets
+   * `ignore_app_secrets`; plus each `processes[0].secrets` reference ({env_var, name?}). A referenced secret that
+   * does not exist is an error (the boot fails with it).
+   */
+  private secretEnv(m: MachineRecord): { env: Record<string, string> } | { error: string } {
+    const s = this.secrets(m.app);
+    const proc: Json = Array.isArray(m.config.processes) ? m.config.processes[0] : undefined;
+    const env: Record<string, string> = {};
+    if (proc?.ignore_app_secrets !== true) for (const n of s.names()) env[n] = s.get(n)!;
+    const refs: Json[] = Array.isArray(proc?.secrets) ? proc.secrets : [];
+    for (const [i, r] of refs.entries()) {
+      const name = r?.name || r?.env_var;
+      if (!r?.env_var) return { error: `config.processes[0].secrets[${i}]: env_var is required` };
+      if (!s.has(name)) {
+        return { error: `secret ${name} (env ${r.env_var}, config.processes[0].secrets[${i}]) does not exist in app ${m.app}; set it with POST /v1/apps/${m.app}/secrets` };
+      }
+      env[r.env_var] = s.get(name)!;
+    }
+    return { env };
   }
 
   regions(): Json {
@@ -767,6 +862,7 @@ export class Engine {
     this.validateBody('Machines_create', body);
     const b: Json = stripNulls(body ?? {});
     const config = this.normalizeConfig(b.config);
+    this.requireSecretsVersion(app, b.min_secrets_version);
     const region: string = b.region || this.defaultRegion;
     if (!REGION_CODES.has(region)) {
       throw err(400, `invalid region "${region}"; known regions: ${[...REGION_CODES].join(', ')} (GET /v1/platform/regions)`);
@@ -842,6 +938,7 @@ export class Engine {
     this.validateBody('Machines_update', body);
     const b: Json = stripNulls(body ?? {});
     const config = this.normalizeConfig(b.config);
+    this.requireSecretsVersion(app, b.min_secrets_version);
     if (b.region && b.region !== m.region) throw err(400, `invalid_argument: region is immutable (machine ${m.id} is in ${m.region})`);
     if (b.name && b.name !== m.name) throw err(400, `invalid_argument: name is immutable (machine ${m.id} is named ${m.name})`);
     if (b.current_version && b.current_version !== m.version) {
@@ -1179,13 +1276,14 @@ export class Engine {
     };
   }
 
-  private machineEnv(m: MachineRecord, cmd: BootCommand, hostPort: number): Record<string, string> {
+  private machineEnv(m: MachineRecord, cmd: BootCommand, hostPort: number, secretEnv: Record<string, string>): Record<string, string> {
     const ref = parseImageRef(m.config.image);
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       HOME: process.env.HOME ?? '/root',
       ...(cmd.env ?? {}),
       ...(m.config.env ?? {}),
+      ...secretEnv,
       FLY_APP_NAME: m.app,
       FLY_MACHINE_ID: m.id,
       FLY_ALLOC_ID: m.id,
@@ -1229,9 +1327,17 @@ export class Engine {
       this.transition(m, 'failed', 'launch', 'flyd', { error });
       return;
     }
+    // Secrets are read at boot: a change reaches a machine only when it boots again.
+    const secrets = this.secretEnv(m);
+    if ('error' in secrets) {
+      const error = `failed to set up the machine's secrets: ${secrets.error}`;
+      this.log(m, 'sim', error);
+      this.transition(m, 'failed', 'launch', 'flyd', { error });
+      return;
+    }
     const hostPort = await freePort();
     if (m.epoch !== epoch || this.closed) return;
-    const env = this.machineEnv(m, resolved.cmd, hostPort);
+    const env = this.machineEnv(m, resolved.cmd, hostPort, secrets.env);
     const proc = new MachineProcess(resolved.cmd, env, this.clock, (stream, line) => this.log(m, stream, line));
     m.proc = proc;
     m.hostPort = hostPort;

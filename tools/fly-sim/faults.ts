@@ -34,12 +34,30 @@ export const ACTIONS = [
   'uncordon',
   'exec',
   'ps',
+  'secrets_list',
+  'secrets_update',
+  'secret_get',
+  'secret_set',
+  'secret_delete',
 ] as const;
 
 export type Action = (typeof ACTIONS)[number];
 
 /** Actions scoped to an app rather than a machine (for rate limiting). */
-export const APP_LEVEL_ACTIONS: ReadonlySet<string> = new Set(['apps_list', 'app_create', 'app_get', 'app_delete', 'regions', 'list', 'create']);
+export const APP_LEVEL_ACTIONS: ReadonlySet<string> = new Set([
+  'apps_list',
+  'app_create',
+  'app_get',
+  'app_delete',
+  'regions',
+  'list',
+  'create',
+  'secrets_list',
+  'secrets_update',
+  'secret_get',
+  'secret_set',
+  'secret_delete',
+]);
 
 interface Scope {
   /** Only requests for this app. */

@@ -227,6 +227,13 @@ export async function startFlySim(opts: FlySimOptions = {}): Promise<FlySim> {
   });
   route('GET', '/v1/platform/regions', 'regions', async () => engine.regions());
 
+  // --- app secrets (spec tag Secrets) ------------------------------------------------------------------------------
+  route('GET', '/v1/apps/:app/secrets', 'secrets_list', async (req) => engine.secretsList(req.params.app, req.query));
+  route('POST', '/v1/apps/:app/secrets', 'secrets_update', async (req) => engine.secretsUpdate(req.params.app, req.body));
+  route('GET', '/v1/apps/:app/secrets/:key', 'secret_get', async (req) => engine.secretGet(req.params.app, req.params.key, req.query));
+  route('POST', '/v1/apps/:app/secrets/:key', 'secret_set', async (req, reply) => reply.code(201).send(engine.secretSet(req.params.app, req.params.key, req.body)));
+  route('DELETE', '/v1/apps/:app/secrets/:key', 'secret_delete', async (req) => engine.secretDelete(req.params.app, req.params.key));
+
   // --- machines ----------------------------------------------------------------------------------------------------
   route('GET', '/v1/apps/:app/machines', 'list', async (req) => engine.list(req.params.app, req.query));
   route('POST', '/v1/apps/:app/machines', 'create', async (req, reply) => {

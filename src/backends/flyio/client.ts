@@ -69,10 +69,20 @@ export interface CreateMachineRequest {
   config: FlyMachineConfig;
   skip_launch?: boolean;
   lease_ttl?: number;
+  /** Boot only once the app's secrets are at least this version (the `version` a secrets write answered). */
+  min_secrets_version?: number;
 }
 
 export interface UpdateMachineRequest extends CreateMachineRequest {
   current_version?: string;
+}
+
+/** An app secret as listed (AppSecret): Fly answers names and digests, never values unless asked to show them. */
+export interface FlyAppSecret {
+  name: string;
+  digest?: string;
+  created_at?: string;
+  updated_at?: string;
 }
 
 export interface FlyLease {
@@ -468,6 +478,32 @@ export class FlyClient {
     }
   }
 
+  // ---- app secrets (reference §11: injected as env at boot) -------------------------------------------------
+
+  /** GET …/secrets: names and digests (no values). */
+  async listSecrets(opts: { retry?: boolean | Partial<RetryPolicy> } = {}): Promise<FlyAppSecret[]> {
+    const r = await this.call<{ secrets?: FlyAppSecret[] }>('GET', this.secretsPath(), { action: 'secrets_list', retry: opts.retry });
+    return Array.isArray(r.body?.secrets) ? r.body.secrets : [];
+  }
+
+  /** POST …/secrets (AppSecretsUpdateRequest): sets several secrets at once. Returns the app's new secrets version. */
+  async setSecrets(values: Record<string, string>): Promise<number | undefined> {
+    const r = await this.call<{ version?: number; Version?: number }>('POST', this.secretsPath(), { action: 'secrets_update', body: { values } });
+    const v = r.body?.version ?? r.body?.Version;
+    return typeof v === 'number' ? v : undefined;
+  }
+
+  /** DELETE …/secrets/{name}. Returns false when there was no such secret (404). */
+  async deleteSecret(name: string): Promise<boolean> {
+    try {
+      await this.call('DELETE', `${this.secretsPath()}/${encodeURIComponent(name)}`, { action: 'secret_delete' });
+      return true;
+    } catch (e) {
+      if (e instanceof FlyApiError && e.status === 404) return false;
+      throw e;
+    }
+  }
+
   // ---- logs (fly-sim only; real Fly serves logs through flyctl / NATS) --------------------------------------
 
   /** The simulator's `GET …/{id}/logs` as lines. Throws FlyApiError 404 when the API has no such route (real Fly). */
@@ -504,6 +540,10 @@ export class FlyClient {
 
   machinesPath(): string {
     return `/v1/apps/${encodeURIComponent(this.app)}/machines`;
+  }
+
+  secretsPath(): string {
+    return `/v1/apps/${encodeURIComponent(this.app)}/secrets`;
   }
 
   machinePath(id: string): string {

@@ -27,6 +27,7 @@ import {
   META,
 } from './machines.js';
 import type { RateLimits } from './ratelimit.js';
+import { ownedSecretWorkspaceTag, splitSecretEnv, workspaceSecretPrefix, workspaceTagOf } from './secrets.js';
 
 export { FlyApiError, FlyClient } from './client.js';
 
@@ -195,6 +196,7 @@ export class FlyProvisioner implements Provisioner {
     const provisionId = newProvisionId();
     const config = this.desiredConfig(spec, provisionId);
     const name = machineName(spec.workspaceId);
+    const secretsVersion = await this.writeSecrets(spec, region);
 
     let machine: FlyMachine;
     let adopted = false;
@@ -202,7 +204,7 @@ export class FlyProvisioner implements Provisioner {
     for (let nameTries = 0; ; nameTries++) {
       try {
         ({ machine, adopted, attempts } = await this.client.create(
-          { name, region, config },
+          { name, region, config, ...(secretsVersion !== undefined ? { min_secrets_version: secretsVersion } : {}) },
           { [META.workspaceId]: spec.workspaceId, [META.provisionId]: provisionId },
         ));
         break;
@@ -213,7 +215,7 @@ export class FlyProvisioner implements Provisioner {
           if (existing) {
             this.logger.info({ workspace_id: spec.workspaceId, machine_id: existing.id }, 'fly: a machine for this workspace exists already; adopting it');
             spec.progress?.('machine adopted', { machine_id: existing.id, region: existing.region, state: existing.state, instance_version: existing.instance_id });
-            return this.converge(existing, spec, 'start', deadline, t0);
+            return this.converge(existing, spec, 'start', deadline, t0, secretsVersion);
           }
           // The name is held by a machine being destroyed (or by someone else's machine): give it a moment.
           if (nameTries < 10 && Date.now() < deadline) {
@@ -327,7 +329,15 @@ export class FlyProvisioner implements Provisioner {
    * Brings an existing machine to "running what the spec says": update its config when image/env/guest changed
    * (Fly boots the new version), else start it when it is not running, or restart it when asked to.
    */
-  private async converge(m: FlyMachine, spec: InstanceSpec, mode: 'start' | 'restart' | 'resume', deadline: number, t0: number): Promise<InstanceHandle> {
+  private async converge(
+    m: FlyMachine,
+    spec: InstanceSpec,
+    mode: 'start' | 'restart' | 'resume',
+    deadline: number,
+    t0: number,
+    writtenSecretsVersion?: number,
+  ): Promise<InstanceHandle> {
+    const secretsVersion = writtenSecretsVersion ?? (await this.writeSecrets(spec, m.region));
     const t = this.track(m.id, spec.workspaceId);
     t.armed = false;
     t.busy++;
@@ -341,6 +351,8 @@ export class FlyProvisioner implements Provisioner {
       const wanted = this.desiredConfig(spec, newProvisionId());
       const current = m.config ?? m.incomplete_config ?? null;
       const changes = configChanges(current, wanted);
+      // New secret values (every launch mints new tokens) reach a machine only when a new version boots.
+      if (secretsVersion !== undefined && !changes.length) changes.push('secrets');
       const running = ['started', 'starting', 'restarting', 'replacing', 'updating', 'created'].includes(m.state);
       const wasFailed = m.state === 'failed';
       let version = m.instance_id;
@@ -354,7 +366,11 @@ export class FlyProvisioner implements Provisioner {
               spec.progress?.('machine starting', { machine_id: m.id, instance_version: version, previous_state: m.state, elapsed_ms: Date.now() - t0 });
             };
             if (changes.length) {
-              const updated = await this.client.update(m.id, { config: { ...(current ?? {}), ...wanted } }, nonce);
+              const updated = await this.client.update(
+                m.id,
+                { config: { ...(current ?? {}), ...wanted }, ...(secretsVersion !== undefined ? { min_secrets_version: secretsVersion } : {}) },
+                nonce,
+              );
               version = updated.instance_id;
               spec.progress?.('machine config updated', { machine_id: m.id, changed: changes, instance_version: version, elapsed_ms: Date.now() - t0 });
               if (!running) await startIt(); // an update leaves a machine that was not running stopped
@@ -415,6 +431,32 @@ export class FlyProvisioner implements Provisioner {
       throw e instanceof ProvisionError ? e : this.toProvisionError(e);
     } finally {
       this.untrack(instanceId);
+    }
+  }
+
+  /** Deletes the workspace's app secrets (after its machine is destroyed, when the workspace is removed). */
+  async forget(workspaceId: string): Promise<void> {
+    const prefix = workspaceSecretPrefix(this.platformId, workspaceId);
+    try {
+      const names = (await this.client.listSecrets()).map((x) => x.name).filter((n) => n.startsWith(prefix));
+      for (const n of names) await this.client.deleteSecret(n);
+      if (names.length) this.logger.info({ workspace_id: workspaceId, secrets: names.length }, 'fly: deleted the workspace app secrets');
+    } catch (e) {
+      throw this.toProvisionError(e);
+    }
+  }
+
+  /** Deletes app secrets of this platform whose workspace is not live; secrets of others are never touched. */
+  async forgetUnclaimed(liveWorkspaceIds: () => Promise<string[]>): Promise<void> {
+    const ours = (await this.client.listSecrets())
+      .map((x) => ({ name: x.name, tag: ownedSecretWorkspaceTag(this.platformId, x.name) }))
+      .filter((x): x is { name: string; tag: string } => x.tag !== null);
+    if (!ours.length) return;
+    const live = new Set((await liveWorkspaceIds()).map(workspaceTagOf));
+    for (const x of ours) {
+      if (live.has(x.tag)) continue;
+      this.logger.info({ secret: x.name }, 'fly: deleting the app secret of a workspace that is gone');
+      await this.client.deleteSecret(x.name);
     }
   }
 
@@ -563,11 +605,38 @@ export class FlyProvisioner implements Provisioner {
     return this.opts.restartMaxRetries ?? 0;
   }
 
-  /** The machine config a spec produces. */
+  /**
+   * Writes the spec's secret values as app secrets and deletes this workspace's secrets it no longer has. Returns
+   * the app's secrets version after the write (for min_secrets_version), or undefined when nothing was written.
+   */
+  private async writeSecrets(spec: InstanceSpec, region?: string): Promise<number | undefined> {
+    const { values } = splitSecretEnv(this.platformId, spec.workspaceId, spec.env, spec.secretKeys);
+    const prefix = workspaceSecretPrefix(this.platformId, spec.workspaceId);
+    try {
+      let version: number | undefined;
+      if (Object.keys(values).length) {
+        // A version is what proves the write happened; an API without one still gets the values referenced.
+        version = (await this.client.setSecrets(values)) ?? 0;
+        spec.progress?.('app secrets written', { secrets: Object.keys(values).length, secrets_version: version });
+      }
+      const stale = (await this.client.listSecrets()).map((x) => x.name).filter((n) => n.startsWith(prefix) && !Object.hasOwn(values, n));
+      for (const n of stale) await this.client.deleteSecret(n);
+      return version;
+    } catch (e) {
+      throw this.toProvisionError(e, region);
+    }
+  }
+
+  /**
+   * The machine config a spec produces. Secret values are not in it: `processes[0].secrets` names the app secrets
+   * that hold them, and `ignore_app_secrets` keeps the app's other secrets (other workspaces') out of the machine.
+   */
   desiredConfig(spec: InstanceSpec, provisionId: string): FlyMachineConfig {
+    const { env, refs } = splitSecretEnv(this.platformId, spec.workspaceId, spec.env, spec.secretKeys);
     return {
       image: spec.image,
-      env: { ...spec.env, PORT: String(AGENT_PORT) },
+      env: { ...env, PORT: String(AGENT_PORT) },
+      processes: [{ ignore_app_secrets: true, secrets: refs }],
       guest: { ...guestForTier(spec.tier) },
       metadata: {
         [META.workspaceId]: spec.workspaceId,

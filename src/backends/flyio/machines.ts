@@ -145,8 +145,17 @@ export function configChanges(current: FlyMachineConfig | null | undefined, want
   const changed: string[] = [];
   if (current.image !== wanted.image) changed.push('image');
   if (!sameMap(current.env, wanted.env)) changed.push('env');
+  if (JSON.stringify(secretRefs(current)) !== JSON.stringify(secretRefs(wanted))) changed.push('secrets');
   const g = current.guest ?? {};
   const w = wanted.guest ?? {};
   if ((g.cpu_kind ?? 'shared') !== w.cpu_kind || (g.cpus ?? 1) !== w.cpus || (g.memory_mb ?? 256) !== w.memory_mb) changed.push('guest');
   return changed;
+}
+
+/** The secret references of the first process (what decides which app secrets a machine sees), comparable. */
+function secretRefs(cfg: FlyMachineConfig): unknown {
+  const p = Array.isArray(cfg.processes) ? (cfg.processes[0] as { ignore_app_secrets?: boolean; secrets?: { env_var?: string; name?: string }[] } | undefined) : undefined;
+  if (!p) return null;
+  const refs = (p.secrets ?? []).map((r) => `${r.env_var}=${r.name ?? r.env_var}`).sort();
+  return { ignore: p.ignore_app_secrets === true, refs };
 }
