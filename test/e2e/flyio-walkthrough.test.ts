@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFlySim, type FlySim } from '../../tools/fly-sim/index.js';
-import { api, launchPlatform, tempDir, waitFor, type Api, type PlatformProcess } from '../support/harness.js';
+import { api, launchPlatform, processEnv, tempDir, waitFor, type Api, type PlatformProcess } from '../support/harness.js';
 import { runSeedSteps } from '../support/seed.js';
 
 /**
@@ -112,14 +112,17 @@ describe('flyio backend, end to end (Fly Machines API simulator)', { shuffle: fa
     const before = sim.machine(id);
     expect(before, `machine ${id} of ${JSON.stringify(await get())}`).toBeTruthy();
     const pid = before!.pid;
+    const tokenBefore = processEnv(pid!, 'MOLECULE_WORKSPACE_TOKEN');
+    expect(tokenBefore).toMatch(/\S/);
     const r = await http.call('POST', `/workspaces/${ws}/restart`);
     expect(r.status, JSON.stringify(r.body)).toBe(202);
     await waitFor('ready after restart', async () => (await status()) === 'ready' && sim.machine(id)!.pid !== pid, 60_000);
     expect(await machineOf()).toBe(id);
-    // Every restart hands the instance fresh tokens, so the machine gets its env updated (a new version).
+    // Every restart hands the instance fresh tokens (Fly app secrets), so a new machine version boots with them.
     const update = (await events()).filter((e) => e.type === 'workspace.step' && e.data.step === 'machine config updated').at(-1);
-    expect(update?.data, JSON.stringify((await events()).slice(-12))).toMatchObject({ machine_id: id, changed: expect.arrayContaining(['env']) });
-    expect(sim.machine(id)!.env.MOLECULE_WORKSPACE_TOKEN).not.toBe(before!.env.MOLECULE_WORKSPACE_TOKEN);
+    expect(update?.data, JSON.stringify((await events()).slice(-12))).toMatchObject({ machine_id: id, changed: expect.arrayContaining(['secrets']) });
+    expect(processEnv(sim.machine(id)!.pid!, 'MOLECULE_WORKSPACE_TOKEN')).not.toBe(tokenBefore);
+    expect(sim.machine(id)!.env.MOLECULE_WORKSPACE_TOKEN).toBeUndefined(); // not in the machine config
     expect((await ask('What region are you running in?')).body.result.parts[0].text).toMatch(/ord/);
   }, 90_000);
 
@@ -130,7 +133,8 @@ describe('flyio backend, end to end (Fly Machines API simulator)', { shuffle: fa
     expect((await get()).needs_restart).toBe(true);
     expect((await http.call('POST', `/workspaces/${ws}/restart`)).status).toBe(202);
     await waitFor('ready after the update', async () => (await status()) === 'ready' && sim.machine(id)!.version !== before, 60_000);
-    expect(sim.machine(id)!.env.SOME_API_KEY).toBe('v1');
+    expect(processEnv(sim.machine(id)!.pid!, 'SOME_API_KEY')).toBe('v1');
+    expect(sim.machine(id)!.env.SOME_API_KEY).toBeUndefined(); // an app secret, referenced by name
     expect(await machineOf()).toBe(id);
     expect((await events()).some((e) => e.data?.step === 'machine config updated')).toBe(true);
   }, 90_000);
