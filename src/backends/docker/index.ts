@@ -245,20 +245,7 @@ export class DockerProvisioner implements Provisioner {
     await this.removeContainer(instanceId);
     const vol = volumeName(instanceId);
     // A volume stays "in use" for a moment after its container's removal is acknowledged.
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.docker.getVolume(vol).remove();
-        return;
-      } catch (e) {
-        const s = statusOf(e);
-        if (s === 404) return;
-        if (s === 409 && attempt < 20) {
-          await sleep(250);
-          continue;
-        }
-        throw this.failure(e, `removing volume ${vol}`);
-      }
-    }
+    await this.removeUntilGone(() => this.docker.getVolume(vol).remove(), `removing volume ${vol}`);
   }
 
   async inspect(instanceId: string): Promise<InstanceState> {
@@ -438,20 +425,25 @@ export class DockerProvisioner implements Provisioner {
         if (s !== 304 && s !== 404) throw this.failure(e, `stopping container ${name}`);
       });
     }
+    // 409: removal already in progress; done once the container is gone.
+    await this.removeUntilGone(() => c.remove({ force: true, v: false }), `removing container ${name}`, async () => !(await this.inspectContainer(info.Id)));
+  }
+
+  /** Runs a removal until it succeeds or the thing is gone (404), waiting out 409 conflicts for up to ~5 s. */
+  private async removeUntilGone(remove: () => Promise<unknown>, doing: string, goneMeanwhile?: () => Promise<boolean>): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await c.remove({ force: true, v: false });
+        await remove();
         return;
       } catch (e) {
         const s = statusOf(e);
         if (s === 404) return;
-        // 409: removal already in progress.
         if (s === 409 && attempt < 20) {
           await sleep(250);
-          if (!(await this.inspectContainer(info.Id))) return;
+          if (goneMeanwhile && (await goneMeanwhile())) return;
           continue;
         }
-        throw this.failure(e, `removing container ${name}`);
+        throw this.failure(e, doing);
       }
     }
   }
