@@ -1,6 +1,9 @@
 import path from 'node:path';
 
 /** Platform configuration, read once from the environment (README "Configuration" lists every variable). */
+/** The runtime image template when MOLECULE_RUNTIME_IMAGE is unset or empty (`{runtime}` is replaced). */
+export const DEFAULT_RUNTIME_IMAGE = 'ghcr.io/molecule-ai/workspace-{runtime}:latest';
+
 export interface Config {
   port: number;
   host: string;
@@ -97,7 +100,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     backend: backend as Config['backend'],
     adminToken,
     secretsKey: env.MOLECULE_SECRETS_KEY || undefined,
-    runtimeImage: env.MOLECULE_RUNTIME_IMAGE || 'ghcr.io/molecule-ai/workspace-{runtime}:latest',
+    runtimeImage: env.MOLECULE_RUNTIME_IMAGE || DEFAULT_RUNTIME_IMAGE,
     logLevel: env.LOG_LEVEL || 'info',
     timing: {
       heartbeatIntervalS,

@@ -20,10 +20,10 @@ import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
 import { buildAgentBundle } from '../../src/agent/build.js';
 import { dockerSocketPath, engineClient } from '../../src/backends/docker/engine.js';
+import { DEFAULT_RUNTIME_IMAGE } from '../../src/core/config.js';
 import { imageFor, RUNTIMES } from '../../src/core/runtimes.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const DEFAULT_TEMPLATE = 'ghcr.io/molecule-ai/workspace-{runtime}:latest';
 /** Where the Docker tests look for their images (see test/docker/support.ts). */
 export const TEST_IMAGE_TEMPLATE = 'localhost/molecule-test/workspace-{runtime}:test';
 /** The unprivileged user agents run as (also the owner of /workspace). */
@@ -105,7 +105,7 @@ export async function buildImages(docker: Docker, opts: BuildOptions = {}): Prom
     const dockerfile = `images/${runtime}/Dockerfile`;
     const files = ['dist/agent.mjs'];
     if (!opts.testOnly) {
-      const tag = imageFor(runtime, opts.template ?? process.env.MOLECULE_RUNTIME_IMAGE ?? DEFAULT_TEMPLATE);
+      const tag = imageFor(runtime, opts.template ?? (process.env.MOLECULE_RUNTIME_IMAGE || DEFAULT_RUNTIME_IMAGE));
       await buildImage(docker, dockerfile, tag, { BASE_IMAGE: base }, files, log);
       made.push(tag);
     }

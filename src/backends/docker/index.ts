@@ -1,7 +1,5 @@
-import crypto from 'node:crypto';
-import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
+import readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
@@ -17,10 +15,11 @@ import {
   type OwnedInstance,
   type Provisioner,
 } from '../provisioner.js';
+import { instanceName, loadPlatformId } from '../naming.js';
 import { engineClient, engineFailure, pingEngine, statusOf } from './engine.js';
 import { demuxLines } from './logs.js';
 
-export const LABELS = {
+const LABELS = {
   managed: 'molecule.managed',
   workspaceId: 'molecule.workspace_id',
   platformId: 'molecule.platform_id',
@@ -50,32 +49,16 @@ export interface DockerProvisionerOptions {
 }
 
 /** `ws-<first 12 hex of the workspace id>`: the container's name (its instance id) and hostname. */
-export function containerName(workspaceId: string): string {
-  return `ws-${workspaceId.replace(/-/g, '').slice(0, 12)}`;
-}
+export const containerName = instanceName;
 
 /** The workspace's named volume, mounted at /workspace; it outlives restarts and goes with the workspace. */
 export function volumeName(instanceId: string): string {
   return `${instanceId}-data`;
 }
 
-/** A stable id for this platform's data dir, kept next to the database. */
+/** This platform's id on the engine (label `molecule.platform_id`), kept in `<dataDir>/docker-platform-id`. */
 export function loadDockerPlatformId(dataDir: string): string {
-  const file = path.join(dataDir, 'docker-platform-id');
-  try {
-    const v = fs.readFileSync(file, 'utf8').trim();
-    if (/^[A-Za-z0-9_.-]{4,64}$/.test(v)) return v;
-  } catch {
-    /* first start */
-  }
-  fs.mkdirSync(dataDir, { recursive: true });
-  const id = `mp-${crypto.randomBytes(8).toString('hex')}`;
-  try {
-    fs.writeFileSync(file, `${id}\n`, { flag: 'wx', mode: 0o644 });
-    return id;
-  } catch {
-    return fs.readFileSync(file, 'utf8').trim(); // another process wrote it first
-  }
+  return loadPlatformId(dataDir, 'docker-platform-id');
 }
 
 interface EngineFacts {
@@ -607,15 +590,10 @@ export class DockerProvisioner implements Provisioner {
       const stream = await this.rawStream('/events?', {
         filters: JSON.stringify({ type: ['container'], event: ['die', 'oom', 'destroy'], label: [`${LABELS.platformId}=${this.opts.platformId}`] }),
       }, abort.signal);
-      let buf = '';
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        buf += chunk.toString('utf8');
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl).trim();
-          buf = buf.slice(nl + 1);
-          if (line) this.onEngineEvent(JSON.parse(line)).catch((e) => this.opts.logger.warn({ err: e }, 'handling an engine event failed'));
-        }
+      // readline decodes across chunk boundaries, so a multi-byte character split by the stream stays whole.
+      for await (const raw of readline.createInterface({ input: stream as NodeJS.ReadableStream, crlfDelay: Infinity })) {
+        const line = raw.trim();
+        if (line) this.onEngineEvent(JSON.parse(line)).catch((e) => this.opts.logger.warn({ err: e }, 'handling an engine event failed'));
       }
     } catch (e) {
       if (!abort.signal.aborted) this.opts.logger.debug({ err: (e as Error).message }, 'engine event stream ended');

@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { ConfigError, type Config } from '../../core/config.js';
 import { TIERS, type Tier } from '../../core/types.js';
@@ -27,9 +28,8 @@ import {
   META,
 } from './machines.js';
 import type { RateLimits } from './ratelimit.js';
-import { ownedSecretWorkspaceTag, splitSecretEnv, workspaceSecretPrefix, workspaceTagOf } from './secrets.js';
+import { ownedSecretWorkspaceTag, splitSecretEnv, workspaceSecretPrefix, workspaceTag } from './secrets.js';
 
-export { FlyApiError, FlyClient } from './client.js';
 
 export interface FlyProvisionerOptions {
   /** FLY_API_TOKEN. */
@@ -129,11 +129,10 @@ export class FlyProvisioner implements Provisioner {
   /** From the platform configuration (FLY_* variables); a ConfigError names what is missing. */
   static fromConfig(config: Config, logger: Logger): FlyProvisioner {
     const f = config.fly;
-    if (!f.apiToken) throw new ConfigError('FLY_API_TOKEN is required for CONTAINER_BACKEND=flyio (create one with: flyctl tokens create deploy)');
-    if (!f.app) throw new ConfigError('FLY_WORKSPACE_APP is required for CONTAINER_BACKEND=flyio (the Fly app that holds workspace machines: flyctl apps create <name>)');
+    // Missing ones are named by the constructor's checks.
     return new FlyProvisioner({
-      token: f.apiToken,
-      app: f.app,
+      token: f.apiToken ?? '',
+      app: f.app ?? '',
       region: f.region,
       apiBase: f.apiBase,
       proxyUrl: f.proxyUrl,
@@ -219,7 +218,7 @@ export class FlyProvisioner implements Provisioner {
           }
           // The name is held by a machine being destroyed (or by someone else's machine): give it a moment.
           if (nameTries < 10 && Date.now() < deadline) {
-            await sleepMs(1000);
+            await sleep(1000);
             continue;
           }
           throw new ProvisionError('INVALID_CONFIG', `the machine name ${name} is taken in Fly app ${this.app} by a machine that is not this workspace's: ${e.message}`);
@@ -452,7 +451,7 @@ export class FlyProvisioner implements Provisioner {
       .map((x) => ({ name: x.name, tag: ownedSecretWorkspaceTag(this.platformId, x.name) }))
       .filter((x): x is { name: string; tag: string } => x.tag !== null);
     if (!ours.length) return;
-    const live = new Set((await liveWorkspaceIds()).map(workspaceTagOf));
+    const live = new Set((await liveWorkspaceIds()).map(workspaceTag));
     for (const x of ours) {
       if (live.has(x.tag)) continue;
       this.logger.info({ secret: x.name }, 'fly: deleting the app secret of a workspace that is gone');
@@ -745,6 +744,3 @@ function newProvisionId(): string {
   return crypto.randomBytes(8).toString('hex');
 }
 
-function sleepMs(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}

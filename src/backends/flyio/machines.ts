@@ -1,6 +1,4 @@
-import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
+import { instanceName, loadPlatformId as loadSharedPlatformId } from '../naming.js';
 import type { InstanceStateName } from '../provisioner.js';
 import type { FlyMachine, FlyMachineConfig, FlyMachineEvent } from './client.js';
 
@@ -15,38 +13,12 @@ export const META = {
 /** The port the agent listens on inside a machine (services[].internal_port). */
 export const AGENT_PORT = 8000;
 
-/** `ws-<first 12 hex of the workspace id without dashes>` (unique per app on Fly, so also a duplicate guard). */
-export function machineName(workspaceId: string): string {
-  return `ws-${workspaceId.replace(/-/g, '').toLowerCase().slice(0, 12)}`;
-}
+/** `ws-<first 12 hex of the workspace id>` (unique per app on Fly, so also a duplicate guard). */
+export const machineName = instanceName;
 
-/**
- * A stable id for this platform, so `list()` and reconcile only ever touch machines this platform created even
- * when several platforms share one Fly app. Generated once and kept in `<dataDir>/flyio-platform-id`.
- */
+/** This platform's id for `list()` and reconcile, kept in `<dataDir>/flyio-platform-id`. */
 export function loadPlatformId(dataDir: string): string {
-  const file = path.join(dataDir, 'flyio-platform-id');
-  const read = () => {
-    try {
-      const v = fs.readFileSync(file, 'utf8').trim();
-      return /^[A-Za-z0-9_.-]{4,64}$/.test(v) ? v : undefined;
-    } catch {
-      return undefined;
-    }
-  };
-  const existing = read();
-  if (existing) return existing;
-  fs.mkdirSync(dataDir, { recursive: true });
-  const id = `mp-${crypto.randomBytes(8).toString('hex')}`;
-  try {
-    fs.writeFileSync(file, `${id}\n`, { flag: 'wx', mode: 0o644 });
-    return id;
-  } catch (e) {
-    // Another process wrote it first: use theirs.
-    const again = read();
-    if (again) return again;
-    throw e;
-  }
+  return loadSharedPlatformId(dataDir, 'flyio-platform-id');
 }
 
 /** Fly machine state → the Provisioner's view. */

@@ -29,7 +29,7 @@ export function platformSecretPrefix(platformId: string): string {
   return `MOLECULE_${sha256Hex(platformId).slice(0, 8)}_`;
 }
 
-function workspaceTag(workspaceId: string): string {
+export function workspaceTag(workspaceId: string): string {
   return workspaceId.replace(/-/g, '').toUpperCase().slice(0, 12);
 }
 
@@ -52,9 +52,6 @@ export function ownedSecretWorkspaceTag(platformId: string, name: string): strin
   return m ? m[1] : null;
 }
 
-export function workspaceTagOf(workspaceId: string): string {
-  return workspaceTag(workspaceId);
-}
 
 /**
  * Splits an instance's env into what may sit in the machine config and the secret values, which become app

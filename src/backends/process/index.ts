@@ -18,6 +18,7 @@ import {
 } from '../provisioner.js';
 import { createCgroups, detectCgroups, oomKilled, removeCgroups, type CgroupSupport } from './cgroups.js';
 import { readLog } from './logfile.js';
+import { instanceName } from '../naming.js';
 import { freePort } from '../../util/net.js';
 
 /** What survives a platform restart: enough to find, check and stop the child again. */
@@ -93,7 +94,7 @@ export class ProcessProvisioner implements Provisioner {
   }
 
   async start(spec: InstanceSpec): Promise<InstanceHandle> {
-    const instanceId = instanceIdFor(spec.workspaceId);
+    const instanceId = instanceName(spec.workspaceId);
     const existing = this.readRecord(instanceId);
     if (existing?.pid && this.alive(existing)) await this.stop(instanceId);
 
@@ -312,10 +313,6 @@ export class ProcessProvisioner implements Provisioner {
       /* log dir gone (destroyed) */
     }
   }
-}
-
-export function instanceIdFor(workspaceId: string): string {
-  return `ws-${workspaceId.replace(/-/g, '').slice(0, 12)}`;
 }
 
 function exitReason(e: { code: number | null; signal: string | null; oom: boolean }): string {
