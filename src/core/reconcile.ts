@@ -30,7 +30,6 @@ export async function reconcile(svc: WorkspaceService, provisioner: Provisioner,
   for (const ws of live.filter((w) => w.status === 'removing')) svc.spawn(svc.destroy(ws.id));
 }
 
-const LIVE = ['provisioning', 'ready', 'degraded', 'offline', 'paused', 'failed', 'removing'] as const;
 
 /**
  * Destroys instances this platform owns that no live workspace claims: their workspace was removed, is unknown,
@@ -40,7 +39,7 @@ const LIVE = ['provisioning', 'ready', 'degraded', 'offline', 'paused', 'failed'
  */
 export async function sweepOrphans(svc: WorkspaceService, provisioner: Provisioner, logger: Logger, opts: { running: boolean }) {
   const owned = await provisioner.list();
-  const live = await svc.list({ status: [...LIVE] });
+  const live = await svc.list({});
   const byId = new Map(live.map((w) => [w.id, w]));
   for (const inst of owned) {
     const ws = byId.get(inst.workspaceId);
@@ -52,7 +51,7 @@ export async function sweepOrphans(svc: WorkspaceService, provisioner: Provision
     await provisioner.destroy(inst.instanceId).catch((e) => logger.warn({ err: e, instance_id: inst.instanceId }, 'orphan destroy failed'));
   }
   if (provisioner.forgetUnclaimed) {
-    const liveIds = async () => (await svc.list({ status: [...LIVE] })).map((w) => w.id);
+    const liveIds = async () => (await svc.list({})).map((w) => w.id);
     await provisioner.forgetUnclaimed(liveIds).catch((e) => logger.warn({ err: e }, 'sweeping what removed workspaces left in the backend failed'));
   }
   return live;

@@ -3,7 +3,6 @@
  * built-in agent for every runtime. Only runtimes we actually ship are listed.
  */
 export const RUNTIMES = ['hermes'] as const;
-export type Runtime = (typeof RUNTIMES)[number];
 
 /** Image for a runtime: MOLECULE_RUNTIME_IMAGE_<RUNTIME> overrides the `{runtime}` template. */
 export function imageFor(runtime: string, template: string, env: NodeJS.ProcessEnv = process.env): string {

@@ -16,11 +16,6 @@ export function canTransition(from: WorkspaceStatus, to: WorkspaceStatus): boole
   return TRANSITIONS[from].includes(to);
 }
 
-/** Statuses in which `from` can reach `to`: used as the compare-and-set guard of a transition. */
-export function sourcesOf(to: WorkspaceStatus): WorkspaceStatus[] {
-  return (Object.keys(TRANSITIONS) as WorkspaceStatus[]).filter((s) => TRANSITIONS[s].includes(to));
-}
-
 /** User actions and the statuses they are allowed from. */
 export const ACTIONS = {
   restart: ['provisioning', 'ready', 'degraded', 'offline', 'failed', 'paused'],

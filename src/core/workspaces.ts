@@ -294,7 +294,8 @@ export class WorkspaceService {
     // The agent may be faster than the backend's answer: wait until the instance it runs in is recorded.
     const pending = this.launching.get(first.id);
     if (pending) await settledWithin(pending, REGISTER_WAIT_MS);
-    const ws = await this.byWorkspaceToken(token);
+    // After a wait the launch may have rotated or revoked the token: look again.
+    const ws = pending ? await this.byWorkspaceToken(token) : first;
     if (ws.status === 'paused' || ws.status === 'failed') {
       throw new ApiError(409, 'invalid_state', `workspace ${ws.id} is ${ws.status}; it does not accept registrations`);
     }
@@ -580,7 +581,9 @@ export class WorkspaceService {
         await this.d.provisioner.forget?.(id);
       } catch (e) {
         const reason = `delete requested; destroying the instance failed, will retry: ${(e as Error).message}`;
-        await this.transition(ws, 'removing', reason);
+        // The same failure again (a backend down for a while) only restarts the retry clock: no event every 5 s.
+        if (ws.statusReason === reason) await this.d.workspaces.update(id, { statusChangedAt: new Date().toISOString() });
+        else await this.transition(ws, 'removing', reason);
         return;
       }
       await this.d.secrets.deleteScope(id);

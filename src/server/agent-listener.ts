@@ -1,5 +1,6 @@
 import http from 'node:http';
 import net from 'node:net';
+import { A2A_PATH } from './security.js';
 import type { Logger } from 'pino';
 import type { App } from './app.js';
 
@@ -12,7 +13,7 @@ import type { App } from './app.js';
 export function servedToAgents(method: string | undefined, path: string, authorization: string | undefined): boolean {
   if (method !== 'POST') return false;
   if (path === '/registry/register' || path === '/registry/heartbeat') return true;
-  return /^\/workspaces\/[^/]+\/a2a$/.test(path) && /^Bearer\s+\S+/i.test(authorization ?? '');
+  return A2A_PATH.test(path) && /^Bearer\s+\S+/i.test(authorization ?? '');
 }
 
 export interface AgentListener {

@@ -115,7 +115,6 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   return app;
 }
 
-export { bearer } from './security.js';
 
 /** A bad record key is reported by zod as "Invalid key in record"; the key's own issue says what is wrong with it. */
 function nestedMessage(v: { keyword?: string; params?: Record<string, unknown> }): string | undefined {

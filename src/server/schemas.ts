@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AGENT_ENV } from '../agent/contract.js';
 import { RUNTIMES } from '../core/runtimes.js';
 import { WORKSPACE_STATUSES } from '../core/types.js';
 
@@ -9,17 +10,10 @@ import { WORKSPACE_STATUSES } from '../core/types.js';
 const CONTROL = /[\u0000-\u001f\u007f]/;
 const CONTROL_EXCEPT_NEWLINES = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
 
-/** Keys the platform sets itself; a workspace's env or secrets may not override them. */
+/** Keys the platform sets itself (the agent contract, plus the process's own); env or secrets may not override them. */
 export const RESERVED_ENV = [
-  'WORKSPACE_ID',
-  'WORKSPACE_NAME',
-  'WORKSPACE_ROLE',
-  'WORKSPACE_RUNTIME',
-  'WORKSPACE_TIER',
-  'PLATFORM_URL',
-  'PORT',
+  ...Object.values(AGENT_ENV).filter((k) => !k.startsWith('MOLECULE_')),
   'AGENT_HOST',
-  'HEARTBEAT_INTERVAL_S',
   'PATH',
   'HOME',
   'NODE_OPTIONS',

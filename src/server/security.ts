@@ -26,7 +26,8 @@ declare module 'fastify' {
 
 /** Paths that never need the admin token: agents authenticate with their own token; probes need health. */
 const OPEN_PATHS = new Set(['/healthz', '/registry/register', '/registry/heartbeat']);
-const A2A_PATH = /^\/workspaces\/[^/]+\/a2a$/;
+/** The A2A proxy: the one admin-API route a workspace token may call. */
+export const A2A_PATH = /^\/workspaces\/[^/]+\/a2a$/;
 
 export interface SecurityDeps {
   config: Config;

@@ -168,12 +168,13 @@ export class SecretRepo {
   async put(scope: string, key: string, sealed: string): Promise<'created' | 'updated'> {
     const now = new Date().toISOString();
     const existing = await this.db.selectFrom('secrets').select('key').where('scope', '=', scope).where('key', '=', key).executeTakeFirst();
-    if (existing) {
-      await this.db.updateTable('secrets').set({ sealed, updated_at: now }).where('scope', '=', scope).where('key', '=', key).execute();
-      return 'updated';
-    }
-    await this.db.insertInto('secrets').values({ scope, key, sealed, created_at: now, updated_at: now }).execute();
-    return 'created';
+    // An upsert, so two first writes of one key racing each other both succeed instead of one hitting the key.
+    await this.db
+      .insertInto('secrets')
+      .values({ scope, key, sealed, created_at: now, updated_at: now })
+      .onConflict((oc) => oc.columns(['scope', 'key']).doUpdateSet({ sealed, updated_at: now }))
+      .execute();
+    return existing ? 'updated' : 'created';
   }
 
   async list(scope: string) {

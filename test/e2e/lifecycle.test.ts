@@ -98,6 +98,33 @@ describe('lifecycle failures and recovery', () => {
     }, 30_000);
   });
 
+  it('retries a failing delete without adding an event per retry, and finishes it once the backend lets it', async () => {
+    class StuckBackend extends ProcessProvisioner {
+      refusals = 2;
+      attempts = 0;
+      override async destroy(id: string) {
+        this.attempts++;
+        if (this.refusals-- > 0) throw new ProvisionError('BACKEND_UNAVAILABLE', 'the engine is away', true);
+        return super.destroy(id);
+      }
+    }
+    const dataDir = tempDir('life-stuck-delete');
+    dirs.push(dataDir);
+    const backend = new StuckBackend({ dataDir, logger });
+    const p = await startPlatform({ env: { ...FAST_ENV, PORT: '0', MOLECULE_DATA_DIR: dataDir, CONTAINER_BACKEND: 'process' }, logger, provisioner: backend });
+    platforms.push(p);
+    const http = api(p.url);
+    const ws = (await http.call('POST', '/workspaces', { name: 'stuck' })).body.id;
+    await waitFor('ready', async () => (await statusOf(http, ws)).status === 'ready');
+    expect((await http.call('DELETE', `/workspaces/${ws}`)).status).toBe(202);
+    await waitFor('removed', async () => (await http.call('GET', `/workspaces/${ws}`)).status === 410, 30_000, 250);
+    expect(backend.attempts).toBe(3);
+    const failures = ((await http.call('GET', `/workspaces/${ws}/events`)).body as any[]).filter(
+      (e) => e.type === 'workspace.status' && /destroying the instance failed/.test(String(e.data.reason)),
+    );
+    expect(failures).toHaveLength(1);
+  }, 45_000);
+
   it('fails a workspace whose agent never registers, and stops its instance', async () => {
     const { http } = await platformWith({ MOLECULE_PROVISION_TIMEOUT_S: '2', PLATFORM_URL: 'http://127.0.0.1:9' });
     const ws = (await http.call('POST', '/workspaces', { name: 'lonely' })).body.id;

@@ -10,7 +10,7 @@ export function healthRoutes(deps: AppDeps): FastifyPluginAsync {
       pid: process.pid,
       uptime_s: Math.round(process.uptime()),
       backend: deps.provisioner.describe(),
-      database: { kind: deps.store.kind },
+      database: { kind: deps.store.kind, location: deps.store.location },
       workspaces: await deps.workspaces.countByStatus(),
       auth: deps.config.adminToken
         ? { admin_token: true, api: 'Authorization: Bearer <MOLECULE_ADMIN_TOKEN> required' }

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { AppDeps } from '../app.js';
-import { bearer } from '../app.js';
+import { bearer } from '../security.js';
 import { z } from 'zod';
 import { ErrorBody, HeartbeatBody, RegisterBody } from '../schemas.js';
 
