@@ -13,6 +13,7 @@ import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { freePort } from '../src/util/net.js';
+import { killRecordedAgents } from '../test/support/harness.js';
 
 const { values } = parseArgs({
   options: {
@@ -192,5 +193,6 @@ try {
 } finally {
   await nginx?.stop();
   await platform.close();
+  killRecordedAgents(dataDir); // the platform leaves workspaces running on exit; a run that threw may have some
   fs.rmSync(dataDir, { recursive: true, force: true });
 }

@@ -15,6 +15,7 @@ import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { agentCommand } from '../src/agent/launch.js';
 import { freePort } from '../src/util/net.js';
+import { killRecordedAgents } from '../test/support/harness.js';
 
 const { values } = parseArgs({ options: { iterations: { type: 'string', default: '20' }, backend: { type: 'string', default: 'process' } } });
 const N = Number(values.iterations);
@@ -23,8 +24,11 @@ const backend = values.backend as 'process' | 'docker' | 'flyio';
 const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
 
+/** Polls until fn is true; a minute without it (a workspace that failed, say) ends the run instead of hanging it. */
 async function poll(fn: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 60_000;
   for (;;) {
+    if (Date.now() > deadline) throw new Error('gave up after 60 s: the workspace never got there (see the platform log)');
     try {
       if (await fn()) return;
     } catch {
@@ -54,7 +58,7 @@ const port = await freePort();
 const sim = backend === 'flyio' ? await (await import('../tools/fly-sim/index.js')).startFlySim({}) : null;
 const dockerEnv = { CONTAINER_BACKEND: 'docker', DOCKER_HOST: process.env.DOCKER_HOST ?? '', MOLECULE_RUNTIME_IMAGE: process.env.MOLECULE_RUNTIME_IMAGE ?? '' };
 const backendEnv = sim
-  ? { CONTAINER_BACKEND: 'flyio', FLY_API_TOKEN: sim.token, FLY_WORKSPACE_APP: 'bench', FLY_FLAPS_BASE_URL: sim.url, FLY_PROXY_URL: sim.proxyUrl }
+  ? { CONTAINER_BACKEND: 'flyio', FLY_WORKSPACE_APP: 'bench', ...sim.env }
   : backend === 'docker'
     ? dockerEnv
     : { CONTAINER_BACKEND: 'process' };
@@ -98,6 +102,7 @@ try {
   platformChild.kill('SIGTERM');
   await once(platformChild, 'exit');
   await sim?.close();
+  killRecordedAgents(dataDir); // the platform leaves workspaces running on exit; a run that threw may have some
   fs.rmSync(dataDir, { recursive: true, force: true });
 }
 

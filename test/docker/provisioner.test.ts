@@ -152,11 +152,13 @@ dockerDescribe('Docker backend on a real engine', () => {
     const following = (async () => {
       for await (const l of p.logs(h.instanceId, { tail: 0, follow: true, signal: abort.signal })) seen.push(l);
     })();
-    await new Promise((r) => setTimeout(r, 300));
     const rpc = { jsonrpc: '2.0', id: 1, method: 'message/send', params: { message: { role: 'user', messageId: 'm1', parts: [{ kind: 'text', text: 'What is your name?' }] } } };
-    const res = await fetch(h.url!, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${AGENT_TOKEN}` }, body: JSON.stringify(rpc) });
-    expect(res.status).toBe(200);
-    await waitFor('the call logged', async () => seen.some((l) => /a2a call/.test(l)), 10_000);
+    // The follow stream attaches in its own time (tail=0 drops what came before): call until a call shows up.
+    await waitFor('a call logged', async () => {
+      const res = await fetch(h.url!, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${AGENT_TOKEN}` }, body: JSON.stringify(rpc) });
+      expect(res.status).toBe(200);
+      return seen.some((l) => /a2a call/.test(l));
+    }, 10_000, 250);
     expect(seen.some((l) => /agent listening/.test(l))).toBe(false); // tail=0: only what came after
     abort.abort();
     await following;

@@ -21,10 +21,8 @@ describe('flyio backend, end to end (Fly Machines API simulator)', { shuffle: fa
 
   const flyEnv = () => ({
     CONTAINER_BACKEND: 'flyio',
-    FLY_API_TOKEN: sim.token,
     FLY_WORKSPACE_APP: APP,
-    FLY_FLAPS_BASE_URL: sim.url,
-    FLY_PROXY_URL: sim.proxyUrl,
+    ...sim.env,
     MOLECULE_RECONCILE_INTERVAL_S: '2',
   });
   const get = async (id = ws) => (await http.call('GET', `/workspaces/${id}`)).body;

@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -7,7 +6,6 @@ import { pidAlive, until } from './helpers.js';
 
 const MAIN = fileURLToPath(new URL('../../tools/fly-sim/main.ts', import.meta.url));
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-const REAL_AGENT = fileURLToPath(new URL('../../src/agent/main.ts', import.meta.url));
 
 const running = new Set<ChildProcess>();
 afterEach(() => {
@@ -43,24 +41,22 @@ describe('npm run fly-sim (tools/fly-sim/main.ts)', () => {
     // request lines are printed for a person watching
     await until(() => p.out().includes('GET /v1/apps/my-app/machines → 200'), 'the request line');
 
-    let pid: number | undefined;
-    if (existsSync(REAL_AGENT)) {
-      const c = await fetch(`${base}/v1/apps/my-app/machines`, {
-        method: 'POST',
-        headers: { ...auth, 'content-type': 'application/json' },
-        body: JSON.stringify({ config: { image: 'ghcr.io/molecule-ai/workspace-hermes:latest', env: { WORKSPACE_ID: 'w', MOLECULE_AGENT_TOKEN: 't' } } }),
-      });
-      const m = await c.json();
-      pid = await until(async () => {
-        const ms = await (await fetch(`${base}/__sim/machines`, { headers: auth })).json();
-        return ms.find((x: { id: string }) => x.id === m.id)?.pid as number | undefined;
-      }, 'the machine process');
-      expect(pidAlive(pid!)).toBe(true);
-    }
+    // A machine boots the real agent (src/agent/main.ts); SIGTERM to the simulator stops it too.
+    const c = await fetch(`${base}/v1/apps/my-app/machines`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ config: { image: 'ghcr.io/molecule-ai/workspace-hermes:latest', env: { WORKSPACE_ID: 'w', MOLECULE_AGENT_TOKEN: 't' } } }),
+    });
+    const m = await c.json();
+    const pid = await until(async () => {
+      const ms = await (await fetch(`${base}/__sim/machines`, { headers: auth })).json();
+      return ms.find((x: { id: string }) => x.id === m.id)?.pid as number | undefined;
+    }, 'the machine process');
+    expect(pidAlive(pid)).toBe(true);
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
     expect(p.out()).toContain('SIGTERM, stopping');
-    if (pid !== undefined) expect(pidAlive(pid)).toBe(false);
+    expect(pidAlive(pid)).toBe(false);
   });
 
   it('rejects a bad port with a clear message and exit code 2', async () => {

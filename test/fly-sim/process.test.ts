@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFlySim, type FlySim } from '../../tools/fly-sim/index.js';
 import { client, createMachine, FIXTURE, IMAGE, pidAlive, SERVICES, startTestSim, until, viaProxy, waitFor, type Api } from './helpers.js';
@@ -209,9 +208,7 @@ describe('close()', () => {
   });
 });
 
-const realAgent = fileURLToPath(new URL('../../src/agent/main.ts', import.meta.url));
-
-describe.skipIf(!existsSync(realAgent))('the real agent (src/agent/main.ts)', () => {
+describe('the real agent (src/agent/main.ts)', () => {
   it('boots from a workspace-<runtime> image with agentCommand() and serves /healthz through the proxy', async () => {
     const real = await startFlySim({ rateLimits: false, timing: { launchDelayMs: 0 } });
     try {

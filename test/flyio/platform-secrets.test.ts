@@ -47,10 +47,8 @@ describe('flyio: workspace secrets as Fly app secrets, through the platform', { 
       dataDir,
       env: {
         CONTAINER_BACKEND: 'flyio',
-        FLY_API_TOKEN: sim.token,
         FLY_WORKSPACE_APP: APP,
-        FLY_FLAPS_BASE_URL: sim.url,
-        FLY_PROXY_URL: sim.proxyUrl,
+        ...sim.env,
         MOLECULE_RECONCILE_INTERVAL_S: '2',
       },
     });

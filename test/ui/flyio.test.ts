@@ -18,7 +18,7 @@ describe.skipIf(!hasBrowser)('web UI on the flyio backend', () => {
     [platform, browser] = await Promise.all([
       launchPlatform({
         dataDir,
-        env: { CONTAINER_BACKEND: 'flyio', FLY_API_TOKEN: sim.token, FLY_WORKSPACE_APP: 'ui-workspaces', FLY_FLAPS_BASE_URL: sim.url, FLY_PROXY_URL: sim.proxyUrl, FLY_REGION: 'ord' },
+        env: { CONTAINER_BACKEND: 'flyio', FLY_WORKSPACE_APP: 'ui-workspaces', ...sim.env, FLY_REGION: 'ord' },
       }),
       launchChromium(),
     ]);
