@@ -3,23 +3,13 @@ import { randomUUID } from 'node:crypto';
 import { Api, ApiCallError } from './api.js';
 import { ago, eventLine, statusText, table } from './format.js';
 import { resolveWorkspace } from './resolve.js';
+import type { z } from 'zod';
+import type { PlatformEvent } from '../core/types.js';
+import type { WorkspaceView } from '../server/schemas.js';
 
-type Workspace = {
-  id: string;
-  name: string;
-  role: string | null;
-  runtime: string;
-  tier: number;
-  region: string | null;
-  status: string;
-  status_reason: string | null;
-  backend: string;
-  last_heartbeat_at: string | null;
-  heartbeat: { current_task?: string | null } | null;
-  needs_restart: boolean;
-  [k: string]: unknown;
-};
-type Event = { id: number; at: string; type: string; workspace_id: string | null; data: Record<string, any> };
+// The API's own shapes (type-only: nothing of the server is loaded).
+type Workspace = z.infer<typeof WorkspaceView> & { heartbeat: { current_task?: string | null } | null };
+type Event = PlatformEvent & { data: Record<string, any> };
 
 const DEFAULT_URL = 'http://127.0.0.1:8080';
 

@@ -1,33 +1,15 @@
 /** Shapes of the platform's API as the UI reads them (GET /openapi.json is the full description). */
 
-export type Status = 'provisioning' | 'ready' | 'degraded' | 'offline' | 'failed' | 'paused' | 'removing' | 'removed';
-export type Action = 'restart' | 'pause' | 'resume' | 'delete';
+// Type-only imports of the platform's own definitions: erased from the bundle, and they cannot drift.
+import type { z } from 'zod';
+import type { HeartbeatBody, WorkspaceView } from '../../server/schemas.js';
+export type { Action } from '../../core/status.js';
+export type { PlatformEvent, WorkspaceStatus as Status } from '../../core/types.js';
+import type { Action } from '../../core/status.js';
+import type { WorkspaceStatus as Status } from '../../core/types.js';
 
-export interface Workspace {
-  id: string;
-  name: string;
-  role: string;
-  runtime: string;
-  tier: number;
-  region: string | null;
-  parent_id: string | null;
-  env: Record<string, string>;
-  status: Status;
-  status_reason: string | null;
-  status_changed_at: string;
-  backend: string;
-  instance: ({ id: string; url: string | null } & Record<string, unknown>) | null;
-  agent: { url: string | null; name: string | null };
-  last_heartbeat_at: string | null;
-  heartbeat: { active_tasks?: number; current_task?: string | null; error_rate?: number; uptime_s?: number } | null;
-  restart_count: number;
-  next_restart_at: string | null;
-  needs_restart: boolean;
-  created_at: string;
-  updated_at: string;
-  ready_at: string | null;
-  removed_at: string | null;
-}
+/** GET /workspaces/:id, with the heartbeat the agent contract sends. */
+export type Workspace = Omit<z.infer<typeof WorkspaceView>, 'heartbeat'> & { heartbeat: Partial<z.infer<typeof HeartbeatBody>> | null };
 
 export interface TierInfo {
   tier: number;
@@ -44,14 +26,6 @@ export interface Meta {
   default_tier: number;
   statuses: Status[];
   actions: Record<Action, Status[]>;
-}
-
-export interface PlatformEvent {
-  id: number;
-  type: string;
-  workspace_id: string | null;
-  at: string;
-  data: Record<string, unknown>;
 }
 
 /** A heartbeat's news, pushed over /ws?heartbeats=1 (not an event: no id, not in the timeline). */
