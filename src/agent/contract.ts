@@ -18,6 +18,16 @@ export const AGENT_ENV = {
   heartbeatIntervalS: 'HEARTBEAT_INTERVAL_S',
 } as const;
 
+export type Tier = 1 | 2 | 3 | 4;
+
+/** Memory and CPUs per tier, the same on every backend (design.md, "Tiers"). */
+export const TIERS: Record<Tier, { memoryMb: number; cpus: number }> = {
+  1: { memoryMb: 256, cpus: 1 },
+  2: { memoryMb: 512, cpus: 1 },
+  3: { memoryMb: 2048, cpus: 2 },
+  4: { memoryMb: 4096, cpus: 4 },
+};
+
 /** `POST /registry/register`, sent with `Authorization: Bearer $MOLECULE_WORKSPACE_TOKEN`. */
 export interface RegisterRequest {
   /** Where the agent believes it can be reached. The platform routes by the backend's handle, not by this. */

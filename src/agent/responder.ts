@@ -1,5 +1,6 @@
 import type { ChatProvider, RespondRequest } from './providers/types.js';
-import { formatDuration, TIER_RESOURCES, type Workspace, type WorkspaceSnapshot } from './workspace.js';
+import { TIERS, type Tier } from './contract.js';
+import { formatDuration, type Workspace, type WorkspaceSnapshot } from './workspace.js';
 
 /**
  * The answerer used when no model is configured. It knows the workspace facts, so the seed walkthrough
@@ -43,10 +44,10 @@ function sentence(topic: Topic, s: WorkspaceSnapshot): string {
     case 'region':
       return `I'm running in region ${s.region}.`;
     case 'tier': {
-      const r = TIER_RESOURCES[s.tier];
+      const r = TIERS[s.tier as Tier] as (typeof TIERS)[Tier] | undefined;
       if (!r) return `I'm on tier ${s.tier}.`;
       const memory = r.memoryMb >= 1024 ? `${r.memoryMb / 1024} GB` : `${r.memoryMb} MB`;
-      return `I'm on tier ${s.tier} (${memory} of memory, ${r.cpus}${r.shared ? ' shared' : ''} CPU${r.cpus > 1 ? 's' : ''}).`;
+      return `I'm on tier ${s.tier} (${memory} of memory, ${r.cpus} CPU${r.cpus > 1 ? 's' : ''}).`;
     }
     case 'runtime':
       return `My runtime is ${s.runtime}.`;

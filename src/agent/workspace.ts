@@ -15,14 +15,6 @@ export interface WorkspaceSnapshot extends WorkspaceIdentity {
   uptime_s: number;
 }
 
-/** Tier sizes from design.md; repeated here because the agent must not import platform internals. */
-export const TIER_RESOURCES: Record<number, { memoryMb: number; cpus: number; shared: boolean }> = {
-  1: { memoryMb: 256, cpus: 1, shared: true },
-  2: { memoryMb: 512, cpus: 1, shared: false },
-  3: { memoryMb: 2048, cpus: 2, shared: false },
-  4: { memoryMb: 4096, cpus: 4, shared: false },
-};
-
 export class Workspace {
   private readonly startedAt: number;
 

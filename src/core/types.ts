@@ -11,15 +11,9 @@ export const WORKSPACE_STATUSES = [
 ] as const;
 export type WorkspaceStatus = (typeof WORKSPACE_STATUSES)[number];
 
-export type Tier = 1 | 2 | 3 | 4;
-
-/** The same on every backend (design.md, "Tiers"). */
-export const TIERS: Record<Tier, { memoryMb: number; cpus: number }> = {
-  1: { memoryMb: 256, cpus: 1 },
-  2: { memoryMb: 512, cpus: 1 },
-  3: { memoryMb: 2048, cpus: 2 },
-  4: { memoryMb: 4096, cpus: 4 },
-};
+// The tier table is part of the agent contract, so the agent describes itself from the same numbers.
+import type { Tier } from '../agent/contract.js';
+export { TIERS, type Tier } from '../agent/contract.js';
 
 /** The workspace as the core sees it (JSON columns parsed). */
 export interface Workspace {
