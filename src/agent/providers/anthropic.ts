@@ -2,7 +2,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import type { ContentBlockParam, Message, MessageParam, Tool, ToolResultBlockParam } from '@anthropic-ai/sdk/resources/messages';
 import { MAX_TOOL_ROUNDS, runTool, TOOLS } from '../tools.js';
 import type { Workspace } from '../workspace.js';
-import { type ChatProvider, ProviderError, redact, type RespondRequest } from './types.js';
+import { type ChatProvider, providerFailure, type RespondRequest } from './types.js';
 
 export interface AnthropicProviderOptions {
   apiKey: string;
@@ -92,19 +92,13 @@ export class AnthropicProvider implements ChatProvider {
   }
 
   private describe(err: unknown, signal: AbortSignal): unknown {
-    if (signal.aborted || err instanceof Anthropic.APIUserAbortError) return signal.reason ?? err;
-    if (err instanceof Anthropic.APIConnectionError) {
-      const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
-      return new ProviderError(this.name, redact(`could not reach the model endpoint (${err.message}${cause})`, this.apiKey));
-    }
-    if (err instanceof Anthropic.APIError) {
+    return providerFailure(this.name, this.apiKey, err, signal, Anthropic, (e) => {
       // The SDK's message is the raw JSON body; the nested error.message is the sentence worth showing.
-      const body = err.error as { error?: { message?: unknown } } | undefined;
-      const detail = typeof body?.error?.message === 'string' ? body.error.message : err.message;
-      const status = typeof err.status === 'number' ? err.status : undefined;
-      return new ProviderError(this.name, redact(status && !detail.startsWith(String(status)) ? `${status} ${detail}` : detail, this.apiKey), status);
-    }
-    const message = err instanceof Error ? err.message : String(err);
-    return new ProviderError(this.name, redact(message, this.apiKey));
+      const api = e as InstanceType<typeof Anthropic.APIError>;
+      const body = api.error as { error?: { message?: unknown } } | undefined;
+      const detail = typeof body?.error?.message === 'string' ? body.error.message : api.message;
+      return typeof api.status === 'number' && !detail.startsWith(String(api.status)) ? `${api.status} ${detail}` : detail;
+    });
   }
+
 }

@@ -7,7 +7,7 @@ import type {
 } from 'openai/resources/chat/completions';
 import { MAX_TOOL_ROUNDS, runTool, TOOLS } from '../tools.js';
 import type { Workspace } from '../workspace.js';
-import { type ChatProvider, ProviderError, redact, type RespondRequest } from './types.js';
+import { type ChatProvider, providerFailure, type RespondRequest } from './types.js';
 
 export interface OpenAIProviderOptions {
   apiKey: string;
@@ -111,16 +111,7 @@ export class OpenAIProvider implements ChatProvider {
   }
 
   private describe(err: unknown, signal: AbortSignal): unknown {
-    // An abort is the caller's decision (cancel, shutdown), not a provider failure: pass it through untouched.
-    if (signal.aborted || err instanceof OpenAI.APIUserAbortError) return signal.reason ?? err;
-    if (err instanceof OpenAI.APIConnectionError) {
-      const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
-      return new ProviderError(this.name, redact(`could not reach the model endpoint (${err.message}${cause})`, this.apiKey));
-    }
-    if (err instanceof OpenAI.APIError) {
-      return new ProviderError(this.name, redact(err.message, this.apiKey), err.status);
-    }
-    const message = err instanceof Error ? err.message : String(err);
-    return new ProviderError(this.name, redact(message, this.apiKey));
+    return providerFailure(this.name, this.apiKey, err, signal, OpenAI);
   }
+
 }

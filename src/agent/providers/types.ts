@@ -37,3 +37,34 @@ export function redact(text: string, secret: string | undefined): string {
   if (!secret || secret.length < 4) return text;
   return text.split(secret).join('[redacted]');
 }
+
+/** The error classes both vendor SDKs share (both are generated the same way). */
+interface SdkErrors {
+  APIUserAbortError: abstract new (...args: any[]) => Error;
+  APIConnectionError: abstract new (...args: any[]) => Error;
+  APIError: abstract new (...args: any[]) => Error & { status?: unknown };
+}
+
+/**
+ * What a failed model call becomes: an abort passes through untouched (the caller's decision, not a provider
+ * failure); anything else is a ProviderError whose message has the API key redacted — in this one place.
+ */
+export function providerFailure(
+  provider: string,
+  apiKey: string | undefined,
+  err: unknown,
+  signal: AbortSignal,
+  sdk: SdkErrors,
+  apiMessage: (err: InstanceType<SdkErrors['APIError']>) => string = (e) => e.message,
+): unknown {
+  if (signal.aborted || err instanceof sdk.APIUserAbortError) return signal.reason ?? err;
+  if (err instanceof sdk.APIConnectionError) {
+    const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
+    return new ProviderError(provider, redact(`could not reach the model endpoint (${err.message}${cause})`, apiKey));
+  }
+  if (err instanceof sdk.APIError) {
+    const status = typeof err.status === 'number' ? err.status : undefined;
+    return new ProviderError(provider, redact(apiMessage(err), apiKey), status);
+  }
+  return new ProviderError(provider, redact(err instanceof Error ? err.message : String(err), apiKey));
+}
