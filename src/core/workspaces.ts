@@ -289,8 +289,9 @@ export class WorkspaceService {
 
   // ---- agent-facing --------------------------------------------------------------------------------------
 
-  async register(token: string | undefined, body: RegisterRequest): Promise<RegistryResponse> {
-    const first = await this.byWorkspaceToken(token);
+  /** @param known the workspace the request's token was already resolved to (by the caller check), if any. */
+  async register(token: string | undefined, body: RegisterRequest, known?: Workspace): Promise<RegistryResponse> {
+    const first = known ?? (await this.byWorkspaceToken(token));
     // The agent may be faster than the backend's answer: wait until the instance it runs in is recorded.
     const pending = this.launching.get(first.id);
     if (pending) await settledWithin(pending, REGISTER_WAIT_MS);
@@ -317,8 +318,9 @@ export class WorkspaceService {
     return { workspace_id: ws.id, status, heartbeat_interval_s: this.d.config.timing.heartbeatIntervalS };
   }
 
-  async heartbeat(token: string | undefined, body: HeartbeatRequest): Promise<RegistryResponse> {
-    const ws = await this.byWorkspaceToken(token);
+  /** @param known the workspace the request's token was already resolved to (by the caller check), if any. */
+  async heartbeat(token: string | undefined, body: HeartbeatRequest, known?: Workspace): Promise<RegistryResponse> {
+    const ws = known ?? (await this.byWorkspaceToken(token));
     if (ws.status === 'paused' || ws.status === 'failed') {
       throw new ApiError(409, 'invalid_state', `workspace ${ws.id} is ${ws.status}; it does not accept heartbeats`);
     }
@@ -361,21 +363,22 @@ export class WorkspaceService {
   }
 
   /** The live workspace an active workspace token belongs to (the caller's identity on the API), if any. */
+  /** The live workspace a workspace token belongs to, or undefined for any token the registry would refuse. */
   async workspaceForToken(token: string): Promise<Workspace | undefined> {
-    const row = await this.d.tokens.findActiveByHash(hashToken(token));
-    if (!row || row.kind !== 'workspace') return undefined;
-    const ws = await this.d.workspaces.get(row.workspace_id);
-    return ws && ws.status !== 'removed' && ws.status !== 'removing' ? ws : undefined;
+    return this.byWorkspaceToken(token).catch((e) => {
+      if (e instanceof ApiError) return undefined;
+      throw e;
+    });
   }
 
   /**
    * A2A access rule for workspace callers: a workspace may call itself, its parent, its children and its siblings
    * (same parent; top-level workspaces are siblings of each other). Admin callers are not limited.
    */
-  async mayCall(callerId: string, targetId: string): Promise<boolean> {
-    if (callerId === targetId) return true;
-    const [caller, target] = await Promise.all([this.d.workspaces.get(callerId), this.d.workspaces.get(targetId)]);
-    if (!caller || !target) return false;
+  async mayCall(caller: Workspace, targetId: string): Promise<boolean> {
+    if (caller.id === targetId) return true;
+    const target = await this.d.workspaces.get(targetId);
+    if (!target) return false;
     return target.id === caller.parentId || target.parentId === caller.id || target.parentId === caller.parentId;
   }
 

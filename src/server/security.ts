@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Config } from '../core/config.js';
 import { safeEqual } from '../core/crypto.js';
 import { ApiError } from '../core/errors.js';
+import type { Workspace } from '../core/types.js';
 import type { WorkspaceService } from '../core/workspaces.js';
 
 /**
@@ -14,7 +15,7 @@ import type { WorkspaceService } from '../core/workspaces.js';
 export type Caller =
   | { kind: 'admin' }
   | { kind: 'open' }
-  | { kind: 'workspace'; workspaceId: string }
+  | { kind: 'workspace'; workspaceId: string; workspace: Workspace }
   | { kind: 'anonymous' }
   | { kind: 'invalid' };
 
@@ -111,7 +112,7 @@ async function identify(req: FastifyRequest, config: Config, svc: WorkspaceServi
   if (!token) return config.adminToken ? { kind: 'anonymous' } : { kind: 'open' };
   if (config.adminToken && safeEqual(token, config.adminToken)) return { kind: 'admin' };
   const ws = await svc.workspaceForToken(token);
-  if (ws) return { kind: 'workspace', workspaceId: ws.id };
+  if (ws) return { kind: 'workspace', workspaceId: ws.id, workspace: ws };
   return { kind: 'invalid' };
 }
 

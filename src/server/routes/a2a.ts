@@ -74,7 +74,7 @@ export function a2aRoutes(deps: AppDeps): FastifyPluginAsync {
           const parsed = normalise(req.body as Buffer | undefined, req.headers.accept);
           id = parsed.id;
           const caller = req.caller;
-          if (caller?.kind === 'workspace' && !(await deps.svc.mayCall(caller.workspaceId, req.params.id))) {
+          if (caller?.kind === 'workspace' && !(await deps.svc.mayCall(caller.workspace, req.params.id))) {
             throw new RpcError(403, PROXY_ERRORS.forbidden, `workspace ${caller.workspaceId} may call only its parent, its children and its siblings`, {
               code: 'a2a_forbidden',
             });

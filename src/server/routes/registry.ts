@@ -1,4 +1,5 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { Workspace } from '../../core/types.js';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { AppDeps } from '../app.js';
 import { bearer } from '../security.js';
@@ -23,7 +24,7 @@ export function registryRoutes(deps: AppDeps): FastifyPluginAsync {
           response: { 200: RegistryResponse, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody, 410: ErrorBody, 503: ErrorBody },
         },
       },
-      async (req) => deps.svc.register(bearer(req.headers.authorization), req.body),
+      async (req) => deps.svc.register(bearer(req.headers.authorization), req.body, resolved(req)),
     );
     app.post(
       '/registry/heartbeat',
@@ -35,7 +36,13 @@ export function registryRoutes(deps: AppDeps): FastifyPluginAsync {
           response: { 200: RegistryResponse, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 410: ErrorBody },
         },
       },
-      async (req) => deps.svc.heartbeat(bearer(req.headers.authorization), req.body),
+      async (req) => deps.svc.heartbeat(bearer(req.headers.authorization), req.body, resolved(req)),
     );
   };
+}
+
+/** The workspace the caller check already resolved this request's bearer token to, so it is not looked up twice. */
+function resolved(req: FastifyRequest): Workspace | undefined {
+  const c = req.caller;
+  return c?.kind === 'workspace' && bearer(req.headers.authorization) ? c.workspace : undefined;
 }
