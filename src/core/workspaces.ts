@@ -195,15 +195,16 @@ export class WorkspaceService {
         if (problem) throw new ApiError(400, 'invalid_for_backend', problem);
       }
       const hasInstance = ws.instanceId !== null && ws.status !== 'failed';
-      const updated = await this.d.workspaces.update(id, {
+      await this.d.workspaces.update(id, {
         ...input,
         needsRestart: ws.needsRestart || (affectsInstance && hasInstance),
       });
+      const updated = (await this.d.workspaces.get(id))!;
       await this.d.bus.publish('workspace.updated', id, {
         fields: Object.keys(input),
-        needs_restart: updated!.needsRestart,
+        needs_restart: updated.needsRestart,
       });
-      return updated!;
+      return updated;
     });
   }
 
@@ -619,11 +620,9 @@ export class WorkspaceService {
     }
     const delay = Math.min(t.restartBackoffMs * 2 ** backoffStep, t.restartBackoffMaxMs);
     const next = new Date(now + delay).toISOString();
-    const ok =
-      ws.status === 'offline'
-        ? !!(await this.d.workspaces.update(ws.id, { nextRestartAt: next, restarts: recent }))
-        : await this.transition(ws, 'offline', `${reason}; restarting in ${(delay / 1000).toFixed(1)} s`, { nextRestartAt: next, restarts: recent });
-    if (ok) this.wakeAt(delay);
+    if (ws.status === 'offline') await this.d.workspaces.update(ws.id, { nextRestartAt: next, restarts: recent });
+    else if (!(await this.transition(ws, 'offline', `${reason}; restarting in ${(delay / 1000).toFixed(1)} s`, { nextRestartAt: next, restarts: recent }))) return;
+    this.wakeAt(delay);
   }
 
   /** Restarts an `offline` workspace whose backoff has passed. */

@@ -104,14 +104,13 @@ export class WorkspaceRepo {
     return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
   }
 
-  /** Plain update. Returns the updated workspace. */
-  async update(id: string, patch: Partial<Workspace>): Promise<Workspace | undefined> {
+  /** Plain update (no read-back: most callers, heartbeats among them, do not need the row). */
+  async update(id: string, patch: Partial<Workspace>): Promise<void> {
     await this.db
       .updateTable('workspaces')
       .set({ ...toColumns(patch), updated_at: new Date().toISOString() })
       .where('id', '=', id)
       .execute();
-    return this.get(id);
   }
 
   /** Compare-and-set on status: applies only while the status is still one of `from`. */
