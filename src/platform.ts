@@ -1,18 +1,20 @@
 import fs from 'node:fs';
 import type { Logger } from 'pino';
 import { createProvisioner } from './backends/index.js';
-import { ProvisionError, type Provisioner } from './backends/provisioner.js';
+import type { Provisioner } from './backends/provisioner.js';
+import { joinCluster } from './core/cluster.js';
 import { loadConfig, type Config } from './core/config.js';
-import { Sealer } from './core/crypto.js';
 import { platformLogger } from './core/logging.js';
 import { EventBus } from './core/events.js';
-import { LivenessMonitor } from './core/liveness.js';
-import { reconcile } from './core/reconcile.js';
+import { Membership } from './core/membership.js';
+import { Reconciler } from './core/reconciler.js';
 import { WorkspaceService } from './core/workspaces.js';
 import { listenForAgents, type AgentListener } from './server/agent-listener.js';
 import { buildApp, type App } from './server/app.js';
 import { createMetrics } from './server/metrics.js';
 import { openStore } from './store/db.js';
+import { PgEventFeed } from './store/pg-event-feed.js';
+import { LeaseRepo, ReplicaRepo } from './store/cluster-repos.js';
 import { EventRepo, SecretRepo, TokenRepo, WorkspaceRepo } from './store/repositories.js';
 
 export interface Platform {
@@ -21,30 +23,47 @@ export interface Platform {
   config: Config;
   svc: WorkspaceService;
   provisioner: Provisioner;
-  monitor: LivenessMonitor;
+  reconciler: Reconciler;
+  membership: Membership;
   /** Stops the API and timers; workspace instances keep running (a restarted platform adopts them). */
   close(): Promise<void>;
 }
 
 const version = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version as string;
 
-/** Composition root: store, backend, lifecycle service, monitor, API. */
+/** Composition root: store, cluster membership, backend, lifecycle service, reconciler, API. */
 export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Logger; provisioner?: Provisioner } = {}): Promise<Platform> {
   const config = loadConfig(opts.env ?? process.env);
   const logger = opts.logger ?? platformLogger(config.logLevel);
-  // The key first: a bad one stops startup before anything is opened.
-  const sealer = Sealer.load(config.dataDir, config.secretsKey);
   const store = await openStore({
     dataDir: config.dataDir,
     databaseUrl: config.databaseUrl,
     onConnectionError: (err) => logger.warn({ err: err.message }, 'database connection dropped; the next query reconnects'),
   });
+  // The key and the cluster identity: a key that does not match the cluster's stops startup here.
+  const { sealer, platformId } = await joinCluster(store, config, { logger }).catch(async (e) => {
+    await store.close();
+    throw e;
+  });
   const workspaces = new WorkspaceRepo(store.db);
   const tokens = new TokenRepo(store.db);
   const secrets = new SecretRepo(store.db);
-  const bus = new EventBus(new EventRepo(store.db));
-  const provisioner = opts.provisioner ?? (await createProvisioner(config, logger));
+  const events = new EventRepo(store.db);
+  const bus = store.kind === 'postgres' ? new EventBus(events, new PgEventFeed(store.db, store.databaseUrl!, logger)) : new EventBus(events);
+  await bus.start().catch(async (e) => {
+    await store.close();
+    throw e;
+  });
+  const provisioner = opts.provisioner ?? (await createProvisioner(config, logger, { platformId }));
   logger.info({ backend: provisioner.describe() }, `backend: ${provisioner.name}`);
+  const membership = new Membership({
+    replicas: new ReplicaRepo(store.db),
+    leases: new LeaseRepo(store.db),
+    logger,
+    backend: provisioner.name,
+    leaseTtlMs: config.timing.leaseTtlMs,
+    sole: store.kind === 'sqlite',
+  });
 
   let platformUrl = config.platformUrl ?? '';
   // Instances that cannot reach our loopback address (containers) get a listener on their network, opened on first need.
@@ -68,11 +87,21 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
     logger.info({ url: l.url, subnets: net.subnets }, `agents of the ${provisioner.name} backend reach the platform at ${l.url} (agent-facing routes only)`);
     return l;
   };
-  const svc = new WorkspaceService({ config, workspaces, tokens, secrets, bus, provisioner, sealer, logger, platformUrl: agentPlatformUrl });
-  const unwatch = provisioner.watch((ev) => svc.spawn(svc.onInstanceEvent(ev)));
+  const svc = new WorkspaceService({ config, db: store.db, workspaces, tokens, secrets, bus, provisioner, sealer, logger });
+  const reconciler = new Reconciler({
+    config,
+    workspaces,
+    secrets,
+    bus,
+    provisioner,
+    sealer,
+    logger,
+    svc,
+    platformUrl: agentPlatformUrl,
+    mayAct: () => membership.isLeader(),
+  });
   const metrics = createMetrics(workspaces, bus);
-  const monitor = new LivenessMonitor(svc, provisioner, config, logger);
-  const app = await buildApp({ config, logger, store, workspaces, secrets, sealer, bus, svc, provisioner, metrics, version });
+  const app = await buildApp({ config, logger, store, workspaces, secrets, sealer, bus, svc, provisioner, metrics, version, cluster: () => membership.view() });
 
   await app.listen({ port: config.port, host: config.host });
   const listenPort = () => {
@@ -87,13 +116,24 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
   if (provisioner.agentNetwork && !config.platformUrl) {
     await agentPlatformUrl().catch((e) => logger.warn({ err: (e as Error).message }, 'agent listener not open yet; retried when a workspace starts'));
   }
-  // Reconcile only once agents can reach us: adopted agents heartbeat right away.
-  await reconcile(svc, provisioner, logger).catch((e) => {
-    // A backend that cannot answer now (engine down) is reconciled by the periodic sweep once it does.
-    if (!(e instanceof ProvisionError && e.code === 'BACKEND_UNAVAILABLE')) throw e;
-    logger.error({ err: e.message }, 'reconcile at startup skipped: the backend is unavailable');
+  // Join (and perhaps lead) only once agents can reach us: adopted agents heartbeat right away.
+  let leadership = Promise.resolve();
+  membership.onLeadership((leader) => {
+    leadership = leadership.then(() => (leader ? reconciler.activate() : reconciler.deactivate())).catch((e) => logger.error({ err: e }, 'reconciler (de)activation failed'));
   });
-  monitor.start();
+  try {
+    await membership.join(url);
+  } catch (e) {
+    await app.close();
+    await agentListener?.then((l) => l.close(), () => undefined);
+    await reconciler.close();
+    if (!opts.provisioner) await provisioner.close();
+    await bus.close();
+    await store.close();
+    throw e;
+  }
+  await leadership;
+  membership.start();
   const agentUrl = agentListener ? await agentListener.then((l) => l.url, () => null) : platformUrl;
   logger.info({ url, platform_url: agentUrl, database: store.kind }, 'platform listening');
 
@@ -103,15 +143,18 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
     config,
     svc,
     provisioner,
-    monitor,
+    reconciler,
+    membership,
     async close() {
-      await monitor.stop();
+      await membership.leave();
+      await leadership;
+      await reconciler.close();
       await agentListener?.then((l) => l.close(), () => undefined);
       await app.close();
-      await svc.close();
-      unwatch();
+      svc.close();
       metrics.close();
       await provisioner.close();
+      await bus.close();
       await store.close();
     },
   };

@@ -10,21 +10,30 @@ import { imageFor, RUNTIMES } from '../core/runtimes.js';
 /** How long CONTAINER_BACKEND unset waits for a Docker engine before settling for the process backend. */
 const AUTO_PING_TIMEOUT_MS = 1000;
 
+export interface ProvisionerOptions {
+  /**
+   * The cluster's identity (core/cluster.ts), which labels containers and machines so that every replica sharing
+   * the database sees the same instances as its own. Undefined (SQLite, one process): each backend keeps the id
+   * it generated into its file in the data dir.
+   */
+  platformId?: string;
+}
+
 /** Picks the backend named by CONTAINER_BACKEND. The only place that knows every backend. */
-export async function createProvisioner(config: Config, logger: Logger): Promise<Provisioner> {
+export async function createProvisioner(config: Config, logger: Logger, opts: ProvisionerOptions = {}): Promise<Provisioner> {
   switch (config.backend) {
     case 'process':
       return new ProcessProvisioner({ dataDir: config.dataDir, logger });
     case 'auto':
-      return autoSelect(config, logger);
+      return autoSelect(config, logger, opts);
     case 'docker': {
-      const docker = await dockerProvisioner(config, logger, dockerSocketPath(config.docker.host));
+      const docker = await dockerProvisioner(config, logger, dockerSocketPath(config.docker.host), opts);
       const down = docker.unavailable();
       if (down) logger.error(`CONTAINER_BACKEND=docker: ${down}. Creating workspaces answers 503 until the engine answers.`);
       return withSelection(docker, 'CONTAINER_BACKEND=docker');
     }
     case 'flyio': {
-      const fly = FlyProvisioner.fromConfig(config, logger);
+      const fly = FlyProvisioner.fromConfig(config, logger, { platformId: opts.platformId });
       if (!config.platformUrl && fly.usesRealFly) {
         logger.warn(
           `PLATFORM_URL is not set: Fly machines would be told to reach the platform at 127.0.0.1:${config.port}, which is the machine itself. ` +
@@ -37,7 +46,7 @@ export async function createProvisioner(config: Config, logger: Logger): Promise
 }
 
 /** CONTAINER_BACKEND unset: Docker when an engine answers a ping quickly, else local processes. */
-async function autoSelect(config: Config, logger: Logger): Promise<Provisioner> {
+async function autoSelect(config: Config, logger: Logger, opts: ProvisionerOptions): Promise<Provisioner> {
   let socket: string;
   try {
     socket = dockerSocketPath(config.docker.host);
@@ -49,7 +58,7 @@ async function autoSelect(config: Config, logger: Logger): Promise<Provisioner> 
   const ping = await pingEngine(engineClient(socket), AUTO_PING_TIMEOUT_MS);
   let why: string;
   if (ping.ok) {
-    const docker = await dockerProvisioner(config, logger, socket);
+    const docker = await dockerProvisioner(config, logger, socket, opts);
     const missing = docker.missingImages();
     // Unasked, Docker is only chosen when it can run workspaces now: a first `npm start` on a laptop with Docker
     // must not turn the walkthrough into a failed pull. CONTAINER_BACKEND=docker still uses it (and pulls).
@@ -66,11 +75,11 @@ async function autoSelect(config: Config, logger: Logger): Promise<Provisioner> 
   return withSelection(new ProcessProvisioner({ dataDir: config.dataDir, logger }), `auto: ${why}`);
 }
 
-async function dockerProvisioner(config: Config, logger: Logger, socketPath: string): Promise<DockerProvisioner> {
+async function dockerProvisioner(config: Config, logger: Logger, socketPath: string, opts: ProvisionerOptions): Promise<DockerProvisioner> {
   return new DockerProvisioner({
     socketPath,
     logger,
-    platformId: loadDockerPlatformId(config.dataDir),
+    platformId: opts.platformId ?? loadDockerPlatformId(config.dataDir),
     network: config.docker.network,
     stopTimeoutS: config.docker.stopTimeoutS,
     pullTimeoutS: config.docker.pullTimeoutS,

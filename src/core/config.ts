@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 
 /** Platform configuration, read once from the environment (README "Configuration" lists every variable). */
@@ -28,6 +29,8 @@ export interface Config {
     crashLoopMax: number;
     probeConfirmations: number;
     reconcileIntervalMs: number;
+    /** How long the reconciler lease lasts unrenewed: a replica that died is replaced within this. */
+    leaseTtlMs: number;
   };
   a2a: {
     maxBodyBytes: number;
@@ -91,15 +94,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         'set MOLECULE_ADMIN_TOKEN (e.g. MOLECULE_ADMIN_TOKEN=$(openssl rand -hex 32)) or listen on HOST=127.0.0.1',
     );
   }
+  const dataDir = path.resolve(env.MOLECULE_DATA_DIR || '.molecule');
+  const databaseUrl = env.DATABASE_URL || undefined;
+  const secretsKey = secretsKeyFrom(env, dataDir, databaseUrl);
   return {
     port: int(env, 'PORT', 8080),
     host,
     platformUrl: env.PLATFORM_URL || null,
-    dataDir: path.resolve(env.MOLECULE_DATA_DIR || '.molecule'),
-    databaseUrl: env.DATABASE_URL || undefined,
+    dataDir,
+    databaseUrl,
     backend: backend as Config['backend'],
     adminToken,
-    secretsKey: env.MOLECULE_SECRETS_KEY || undefined,
+    secretsKey,
     runtimeImage: env.MOLECULE_RUNTIME_IMAGE || DEFAULT_RUNTIME_IMAGE,
     logLevel: env.LOG_LEVEL || 'info',
     timing: {
@@ -113,6 +119,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       crashLoopMax: int(env, 'MOLECULE_CRASH_LOOP_MAX', 5, 1),
       probeConfirmations: int(env, 'MOLECULE_PROBE_CONFIRMATIONS', 2, 1),
       reconcileIntervalMs: int(env, 'MOLECULE_RECONCILE_INTERVAL_S', 60, 1) * 1000,
+      leaseTtlMs: int(env, 'MOLECULE_LEASE_TTL_S', 15, 1) * 1000,
     },
     a2a: {
       maxBodyBytes: int(env, 'MOLECULE_A2A_MAX_BODY_BYTES', 1024 * 1024, 1024),
@@ -141,6 +148,31 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       platformAppName: env.FLY_APP_NAME?.trim() || undefined,
     },
   };
+}
+
+/**
+ * MOLECULE_SECRETS_KEY, checked here so a bad or missing key stops startup before anything is opened. With
+ * DATABASE_URL the database may be shared by several replicas, and each must open what the others sealed, so
+ * a per-replica generated key will not do: the key is required (core/cluster.ts checks it against the cluster's).
+ */
+function secretsKeyFrom(env: NodeJS.ProcessEnv, dataDir: string, databaseUrl: string | undefined): string | undefined {
+  const key = env.MOLECULE_SECRETS_KEY?.trim() || undefined;
+  if (key && Buffer.from(key, 'base64').length !== 32) {
+    throw new ConfigError('MOLECULE_SECRETS_KEY must be 32 bytes, base64-encoded (make one with: openssl rand -base64 32)');
+  }
+  if (databaseUrl && !key) {
+    // A platform that already ran on Postgres sealed its secrets with the key generated into its data dir.
+    const generated = path.join(dataDir, 'secrets.key');
+    const upgrade = fs.existsSync(generated)
+      ? ` This data dir holds the key this platform generated before; to keep its secrets readable, use it: MOLECULE_SECRETS_KEY=$(cat ${generated}).`
+      : '';
+    throw new ConfigError(
+      'DATABASE_URL is set, so MOLECULE_SECRETS_KEY is required: every replica sharing the database must use the same key ' +
+        'to open the secrets the others sealed, so none is generated per data dir. Make one with `openssl rand -base64 32` ' +
+        `and give the same value to every replica.${upgrade}`,
+    );
+  }
+  return key;
 }
 
 export function isLoopback(host: string): boolean {

@@ -9,17 +9,70 @@ export interface Pulse {
   data: Record<string, unknown>;
 }
 
-/** Persists every event, then fans it out to live subscribers (/events, /ws, metrics). */
+/** Where a feed hands what it delivers: every event once, in id order, and pulses. */
+export interface FeedSink {
+  event(ev: PlatformEvent): void;
+  pulse(p: Pulse): void;
+}
+
+/**
+ * How an event gets from the replica that published it to every subscriber. With one replica (SQLite) that is
+ * this process; with several (Postgres) it is the database (see store/pg-event-feed.ts).
+ */
+export interface EventFeed {
+  attach(sink: FeedSink): void;
+  /** Persists the event; the sink gets it once it is committed (maybe after this resolves). */
+  append(e: Omit<PlatformEvent, 'id'>): Promise<PlatformEvent>;
+  pulse(p: Pulse): void;
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** One process: the event is delivered as soon as it is written. */
+export class LocalFeed implements EventFeed {
+  private sink: FeedSink | undefined;
+  constructor(private readonly repo: EventRepo) {}
+  attach(sink: FeedSink): void {
+    this.sink = sink;
+  }
+  async append(e: Omit<PlatformEvent, 'id'>): Promise<PlatformEvent> {
+    const ev = await this.repo.append(e);
+    this.sink?.event(ev);
+    return ev;
+  }
+  pulse(p: Pulse): void {
+    this.sink?.pulse(p);
+  }
+  async start(): Promise<void> {}
+  async close(): Promise<void> {}
+}
+
+/** Persists every event, then fans it out to live subscribers (/events, /ws, the reconciler, metrics). */
 export class EventBus {
   private readonly emitter = new EventEmitter();
+  private readonly feed: EventFeed;
 
-  constructor(private readonly repo: EventRepo) {
+  constructor(
+    private readonly repo: EventRepo,
+    feed?: EventFeed,
+  ) {
     this.emitter.setMaxListeners(0);
+    this.feed = feed ?? new LocalFeed(repo);
+    this.feed.attach({ event: (ev) => this.emitter.emit('event', ev), pulse: (p) => this.emitter.emit('pulse', p) });
+  }
+
+  /** Connects the feed (Postgres: its LISTEN connection). */
+  start(): Promise<void> {
+    return this.feed.start();
+  }
+
+  close(): Promise<void> {
+    return this.feed.close();
   }
 
   async publish(type: string, workspaceId: string | null, data: Record<string, unknown>): Promise<PlatformEvent> {
-    const ev = await this.repo.append({ type, workspace_id: workspaceId, at: new Date().toISOString(), data });
-    this.emitter.emit('event', ev);
+    const ev = await this.feed.append({ type, workspace_id: workspaceId, at: new Date().toISOString(), data });
+    this.emitter.emit('published', ev);
     return ev;
   }
 
@@ -28,7 +81,7 @@ export class EventBus {
    * per interval it would flood the timeline and the table. Only subscribers that ask for pulses get them.
    */
   pulse(workspaceId: string, data: Record<string, unknown>): void {
-    this.emitter.emit('pulse', { type: 'workspace.heartbeat', workspace_id: workspaceId, at: new Date().toISOString(), data } satisfies Pulse);
+    this.feed.pulse({ type: 'workspace.heartbeat', workspace_id: workspaceId, at: new Date().toISOString(), data });
   }
 
   subscribePulses(fn: (p: Pulse) => void): () => void {
@@ -36,9 +89,16 @@ export class EventBus {
     return () => this.emitter.off('pulse', fn);
   }
 
+  /** Every event of the cluster, once each, in id order. */
   subscribe(fn: (ev: PlatformEvent) => void): () => void {
     this.emitter.on('event', fn);
     return () => this.emitter.off('event', fn);
+  }
+
+  /** Only the events this replica published (metrics: summed over replicas, each event counts once). */
+  subscribePublished(fn: (ev: PlatformEvent) => void): () => void {
+    this.emitter.on('published', fn);
+    return () => this.emitter.off('published', fn);
   }
 
   history(opts: { workspaceId?: string; afterId?: number; limit?: number }): Promise<PlatformEvent[]> {

@@ -44,7 +44,12 @@ export interface Workspace {
   updatedAt: string;
   readyAt: string | null;
   removedAt: string | null;
+  /** The launch this workspace waits for; set with the status change that asks for it, cleared once the backend answered. */
+  pendingLaunch: LaunchKind | null;
 }
+
+/** What a launch asks of the backend: a new instance, a restart of the current one, or a resume of a stopped one. */
+export type LaunchKind = 'start' | 'restart' | 'resume';
 
 /** A lifecycle event, persisted and fanned out on /events, /ws and /workspaces/:id/events. */
 export interface PlatformEvent {

@@ -1,16 +1,20 @@
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
-import { AGENT_ENV, type HeartbeatRequest, type RegisterRequest, type RegistryResponse } from '../agent/contract.js';
-import { ProvisionError, type InstanceEvent, type InstanceSpec, type Provisioner } from '../backends/provisioner.js';
-import type { SecretRepo, TokenRepo, WorkspaceRepo } from '../store/repositories.js';
+import { type HeartbeatRequest, type RegisterRequest, type RegistryResponse } from '../agent/contract.js';
+import type { Kysely } from 'kysely';
+import type { Provisioner } from '../backends/provisioner.js';
+import type { Database } from '../store/schema.js';
+import { SecretRepo, TokenRepo, WorkspaceRepo } from '../store/repositories.js';
 import type { Config } from './config.js';
 import { agentUrlProblem } from './agent-url.js';
 import { hashToken, mintToken, safeEqual, type Sealer } from './crypto.js';
 import { ApiError } from './errors.js';
 import type { EventBus } from './events.js';
-import { imageFor } from './runtimes.js';
 import { ACTIONS, canTransition, ROUTABLE, type Action } from './status.js';
-import type { Tier, Workspace, WorkspaceStatus } from './types.js';
+import type { LaunchKind, Tier, Workspace, WorkspaceStatus } from './types.js';
+
+/** How long a pause request waits to hear that the instance is stopped. */
+const PAUSE_WAIT_MS = 15_000;
 
 export interface CreateInput {
   name: string;
@@ -32,6 +36,8 @@ export interface PatchInput {
 
 export interface ServiceDeps {
   config: Config;
+  /** For writes that belong together (create with its secrets, token rotation): one transaction. */
+  db: Kysely<Database>;
   workspaces: WorkspaceRepo;
   tokens: TokenRepo;
   secrets: SecretRepo;
@@ -39,8 +45,6 @@ export interface ServiceDeps {
   provisioner: Provisioner;
   sealer: Sealer;
   logger: Logger;
-  /** The URL agents use to reach the platform; known once the server listens (a backend's may need setting up). */
-  platformUrl: () => string | Promise<string>;
 }
 
 /** Where and how to reach a workspace's agent. */
@@ -53,13 +57,16 @@ export interface AgentTarget {
 const ERROR_RATE_DEGRADED = 0.5;
 /** How long a registration waits for the backend to report the instance it comes from (below the agent's timeout). */
 const REGISTER_WAIT_MS = 5000;
+const REGISTER_POLL_MS = 100;
 const tokenAad = (workspaceId: string, kind: string) => `token:${workspaceId}:${kind}`;
 export const secretAad = (scope: string, key: string) => `secret:${scope}:${key}`;
 
 /**
- * The workspace lifecycle: create, actions, registration, heartbeats and automatic recovery. Every status change
- * goes through transition(), which checks the status machine, writes compare-and-set and publishes one event.
- * Mutations of one workspace are serialised by a per-workspace lock; registration only needs the CAS.
+ * The workspace API: create, actions, registration, heartbeats, routing. Requests only write what should be (the
+ * status, and the launch a workspace waits for); the reconciler, on whichever replica holds its lease, makes the
+ * backend match. Every status change goes through transition(), which checks the status machine, writes
+ * compare-and-set and publishes one event. This replica's requests on one workspace are serialised by a lock;
+ * across replicas the compare-and-set decides.
  */
 export class WorkspaceService {
   private readonly locks = new Map<string, Promise<unknown>>();
@@ -69,15 +76,6 @@ export class WorkspaceService {
    */
   private readonly routes = new Map<string, AgentTarget>();
   private readonly unsubscribe: () => void;
-  private readonly background = new Set<Promise<unknown>>();
-  private readonly timers = new Set<NodeJS.Timeout>();
-  /** Starts in flight, so a delete, pause, restart or shutdown does not wait for a slow boot to finish. */
-  private readonly launches = new Map<string, AbortController>();
-  /** Launches queued or running, so a registration can wait until the backend has said what it started. */
-  private readonly launching = new Map<string, Promise<void>>();
-  /** Consecutive starts refused because the backend was down, per workspace: the outage backoff. */
-  private readonly outageAttempts = new Map<string, number>();
-  private closed = false;
 
   constructor(private readonly d: ServiceDeps) {
     this.unsubscribe = d.bus.subscribe((ev) => {
@@ -152,9 +150,15 @@ export class WorkspaceService {
       updatedAt: now,
       readyAt: null,
       removedAt: null,
+      pendingLaunch: 'start',
     };
     try {
-      await this.d.workspaces.insert(ws);
+      // The workspace and its secrets are one write: a workspace never exists without the secrets it was given.
+      await this.d.db.transaction().execute(async (trx) => {
+        await new WorkspaceRepo(trx).insert(ws);
+        const secrets = new SecretRepo(trx);
+        for (const [k, v] of Object.entries(input.secrets ?? {})) await secrets.put(ws.id, k, this.d.sealer.seal(v, secretAad(ws.id, k)));
+      });
     } catch (e) {
       // Two concurrent requests with one Idempotency-Key: the unique index let one through; answer with it.
       if (idempotencyKey) {
@@ -163,10 +167,7 @@ export class WorkspaceService {
       }
       throw e;
     }
-    // Secrets are committed before any backend is asked for anything; tokens are minted by each launch.
-    for (const [k, v] of Object.entries(input.secrets ?? {})) {
-      await this.d.secrets.put(ws.id, k, this.d.sealer.seal(v, secretAad(ws.id, k)));
-    }
+    // Tokens are minted by each launch. The status event sets the reconciler off.
     await this.d.bus.publish('workspace.created', ws.id, {
       name: ws.name,
       runtime: ws.runtime,
@@ -175,7 +176,6 @@ export class WorkspaceService {
       backend: ws.backend,
     });
     await this.d.bus.publish('workspace.status', ws.id, { from: null, to: 'provisioning', reason: 'created' });
-    this.spawn(this.launch(ws.id, 'start'));
     return { workspace: ws, created: true };
   }
 
@@ -209,29 +209,51 @@ export class WorkspaceService {
   }
 
   async restart(id: string): Promise<Workspace> {
-    this.abortLaunch(id, 'restart requested');
     return this.act(id, 'restart', async (ws) => {
       this.assertBackendAvailable();
-      const kind = ws.status === 'paused' ? 'resume' : 'restart';
-      await this.transition(ws, 'provisioning', 'restart requested', { restarts: [], nextRestartAt: null });
-      this.spawn(this.launch(id, kind));
+      const kind: LaunchKind = ws.status === 'paused' ? 'resume' : 'restart';
+      await this.requested(ws, 'provisioning', 'restart requested', { restarts: [], nextRestartAt: null, pendingLaunch: kind }, 'restart');
     });
   }
 
+  /** The instance is stopped by the reconciler; the workspace reads `paused` at once. */
+  /**
+   * Records the pause, then waits (up to PAUSE_WAIT_MS) for the reconciler — on whichever replica leads — to say
+   * the instance is stopped, so a caller that gets the answer can count on it; after that it goes on without us.
+   */
   async pause(id: string): Promise<Workspace> {
-    this.abortLaunch(id, 'pause requested');
-    return this.act(id, 'pause', async (ws) => {
-      if (ws.instanceId) await this.d.provisioner.stop(ws.instanceId);
-      await this.transition(ws, 'paused', 'paused by request', { nextRestartAt: null });
+    let stopped!: () => void;
+    const done = new Promise<void>((resolve) => (stopped = resolve));
+    const unsubscribe = this.d.bus.subscribe((ev) => {
+      if (ev.workspace_id !== id) return;
+      if ((ev.type === 'workspace.step' && ev.data.step === 'instance stopped') || (ev.type === 'workspace.status' && ev.data.from === 'paused')) stopped();
     });
+    try {
+      const ws = await this.act(id, 'pause', async (cur) => {
+        await this.requested(cur, 'paused', 'paused by request', { nextRestartAt: null, pendingLaunch: null }, 'pause');
+      });
+      if (!ws.instanceId) return ws;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([done, new Promise<void>((resolve) => (timer = setTimeout(resolve, PAUSE_WAIT_MS)))]);
+      clearTimeout(timer);
+      return (await this.d.workspaces.get(id))!;
+    } finally {
+      unsubscribe();
+    }
   }
 
   async resume(id: string): Promise<Workspace> {
     return this.act(id, 'resume', async (ws) => {
       this.assertBackendAvailable();
-      await this.transition(ws, 'provisioning', 'resume requested', { restarts: [] });
-      this.spawn(this.launch(id, 'resume'));
+      await this.requested(ws, 'provisioning', 'resume requested', { restarts: [], pendingLaunch: 'resume' }, 'resume');
     });
+  }
+
+  /** A person's request moves the workspace; losing the compare-and-set to another replica's change is a 409. */
+  private async requested(ws: Workspace, to: WorkspaceStatus, reason: string, patch: Partial<Workspace>, action: Action): Promise<void> {
+    if (!(await this.transition(ws, to, reason, patch, action))) {
+      throw new ApiError(409, 'invalid_state', `workspace ${ws.id} changed while the ${action} was being recorded; look at it again and retry`);
+    }
   }
 
   /** Starts removal; the instance is destroyed in the background and the workspace then reads `removed` (410). */
@@ -245,14 +267,11 @@ export class WorkspaceService {
     }
     for (const c of children) await this.remove(c.id, opts);
     // Revoke first: from here on the agent can neither register nor heartbeat.
-    this.abortLaunch(id, 'delete requested');
     await this.d.tokens.revokeAll(id);
     this.routes.delete(id);
-    const res = await this.act(id, 'delete', async (cur) => {
-      if (cur.status !== 'removing') await this.transition(cur, 'removing', 'delete requested', { nextRestartAt: null });
+    return this.act(id, 'delete', async (cur) => {
+      if (cur.status !== 'removing') await this.requested(cur, 'removing', 'delete requested', { nextRestartAt: null, pendingLaunch: null }, 'delete');
     });
-    this.spawn(this.destroy(id));
-    return res;
   }
 
   /** 503 before anything is recorded when the backend cannot take work (e.g. its engine is unreachable). */
@@ -292,16 +311,17 @@ export class WorkspaceService {
 
   /** @param known the workspace the request's token was already resolved to (by the caller check), if any. */
   async register(token: string | undefined, body: RegisterRequest, known?: Workspace): Promise<RegistryResponse> {
-    const first = known ?? (await this.byWorkspaceToken(token));
-    // The agent may be faster than the backend's answer: wait until the instance it runs in is recorded.
-    const pending = this.launching.get(first.id);
-    if (pending) await settledWithin(pending, REGISTER_WAIT_MS);
-    // After a wait the launch may have rotated or revoked the token: look again.
-    const ws = pending ? await this.byWorkspaceToken(token) : first;
+    let ws = known ?? (await this.byWorkspaceToken(token));
+    // The agent may be faster than the backend's answer (reported to whichever replica launched it): wait until
+    // the instance it runs in is recorded. After a wait the launch may have rotated or revoked the token: look again.
+    for (const deadline = Date.now() + REGISTER_WAIT_MS; ws.status === 'provisioning' && ws.pendingLaunch && Date.now() < deadline; ) {
+      await new Promise((r) => setTimeout(r, REGISTER_POLL_MS));
+      ws = await this.byWorkspaceToken(token);
+    }
     if (ws.status === 'paused' || ws.status === 'failed') {
       throw new ApiError(409, 'invalid_state', `workspace ${ws.id} is ${ws.status}; it does not accept registrations`);
     }
-    if (this.launching.has(ws.id)) {
+    if (ws.status === 'provisioning' && ws.pendingLaunch) {
       throw new ApiError(503, 'instance_starting', `the backend has not reported workspace ${ws.id}'s instance yet; retry`);
     }
     const problem = agentUrlProblem(body.url, { instanceId: ws.instanceId, handle: ws.instance }, this.d.config.externalAgentUrls);
@@ -407,13 +427,14 @@ export class WorkspaceService {
     return this.d.provisioner.logs(ws.instanceId, opts);
   }
 
-  // ---- lifecycle internals (also used by the liveness monitor and the reconciler) ------------------------
+  // ---- lifecycle internals (shared with the reconciler) ---------------------------------------------------
 
   /**
    * Moves a workspace to `to` if it is still in the status we read. Returns false when someone else moved it
-   * first. Every successful change is one event with its reason.
+   * first. Every successful change is one event with its reason; `action` marks a person's request (restart, pause,
+   * resume, delete), which supersedes a launch in flight.
    */
-  async transition(ws: Workspace, to: WorkspaceStatus, reason: string, patch: Partial<Workspace> = {}): Promise<boolean> {
+  async transition(ws: Workspace, to: WorkspaceStatus, reason: string, patch: Partial<Workspace> = {}, action?: Action): Promise<boolean> {
     if (!canTransition(ws.status, to)) {
       throw new Error(`status machine: ${ws.status} → ${to} is not a transition (${reason})`);
     }
@@ -425,242 +446,36 @@ export class WorkspaceService {
       statusChangedAt: now,
     });
     if (!ok) return false;
+    this.routes.delete(ws.id);
     this.d.logger.info({ workspace_id: ws.id, from: ws.status, to, reason }, 'workspace status');
-    await this.d.bus.publish('workspace.status', ws.id, { from: ws.status, to, reason });
+    await this.d.bus.publish('workspace.status', ws.id, { from: ws.status, to, reason, ...(action ? { action } : {}) });
     ws.status = to;
+    ws.statusChangedAt = now;
     return true;
   }
 
   /**
-   * Asks the backend for an instance; the workspace must be `provisioning`. Failures end in `failed` with the reason.
-   * Every start, restart and resume (by request, automatic, or after a platform restart) comes through here, so
-   * every instance gets fresh tokens and the previous instance's are revoked before the backend is called.
+   * Revokes the workspace's tokens and mints a new pair, in one transaction (a workspace is never left without).
+   * The workspace token (agent → platform) is stored only as its hash: the agent gets it once, in its environment.
+   * The agent token (platform → agent) is also sealed, since the proxy presents it on every call.
    */
-  /** @param crashStamp the restart stamp an automatic restart added: taken back if the backend turns out to be down. */
-  async launch(id: string, kind: 'start' | 'restart' | 'resume', crashStamp?: string): Promise<void> {
-    const run = this.withLock(id, () => this.launchLocked(id, kind, crashStamp));
-    this.launching.set(id, run);
-    try {
-      await run;
-    } finally {
-      if (this.launching.get(id) === run) this.launching.delete(id);
-    }
-  }
-
-  private async launchLocked(id: string, kind: 'start' | 'restart' | 'resume', crashStamp?: string): Promise<void> {
-    const ws = await this.d.workspaces.get(id);
-    if (!ws || ws.status !== 'provisioning') return;
-    const tokens = await this.rotateTokens(id);
-    // The new instance is unknown until it registers; its URL is checked then.
-    await this.d.workspaces.update(id, { agentUrl: null });
-    let spec: InstanceSpec;
-    try {
-      spec = await this.spec(ws, tokens);
-    } catch (e) {
-      // E.g. the address agents reach the platform on could not be set up (the backend's engine is down).
-      const reason = e instanceof ProvisionError ? `${e.code}: ${e.message}` : `could not prepare the instance: ${(e as Error).message}`;
-      const cur = await this.d.workspaces.get(id);
-      if (cur && cur.status === 'provisioning') await this.transition(cur, 'failed', reason);
-      return;
-    }
-    spec.progress = (step, data = {}) => {
-      this.spawn(this.d.bus.publish('workspace.step', id, { step, ...data }));
-    };
-    const abort = new AbortController();
-    this.launches.set(id, abort);
-    spec.signal = abort.signal;
-    await this.d.bus.publish('workspace.step', id, {
-      step: 'instance requested',
-      action: kind,
-      backend: this.d.provisioner.name,
-      image: spec.image,
-      tier: ws.tier,
-      region: spec.region,
-    });
-    try {
-      const p = this.d.provisioner;
-      const handle =
-        kind === 'start' || !ws.instanceId
-          ? await p.start(spec)
-          : kind === 'resume'
-            ? await p.resume(ws.instanceId, spec)
-            : await p.restart(ws.instanceId, spec);
-      await this.d.workspaces.update(id, {
-        instanceId: handle.instanceId,
-        instance: { url: handle.url, headers: handle.headers, details: handle.details },
-        needsRestart: false,
-      });
-      this.outageAttempts.delete(id);
-      await this.d.bus.publish('workspace.step', id, {
-        step: 'instance started',
-        instance_id: handle.instanceId,
-        ...handle.details,
-      });
-    } catch (e) {
-      if (abort.signal.aborted) {
-        // Whoever aborted it decides what happens next; reconcile relaunches after a shutdown.
-        await this.d.bus.publish('workspace.step', id, { step: 'start abandoned', reason: String(abort.signal.reason) });
-        return;
-      }
-      const reason = e instanceof ProvisionError ? `${e.code}: ${e.message}` : `backend error: ${(e as Error).message}`;
-      this.d.logger.warn({ workspace_id: id, err: (e as Error).message }, 'instance start failed');
-      const cur = await this.d.workspaces.get(id);
-      if (cur && cur.status === 'provisioning') {
-        // A backend that is down for a while (engine restarting, API outage) is retried with the restart backoff,
-        // which ends in `failed` if it stays down; anything else is final until someone restarts the workspace.
-        if (e instanceof ProvisionError && e.code === 'BACKEND_UNAVAILABLE' && e.retryable) await this.markOffline(cur, reason, { outage: true, crashStamp });
-        else await this.transition(cur, 'failed', reason);
-      }
-    } finally {
-      if (this.launches.get(id) === abort) this.launches.delete(id);
-    }
-  }
-
-  /** The complete environment and shape of the instance. Reserved contract variables always win. */
-  private async spec(ws: Workspace, tokens: { workspace: string; agent: string }): Promise<InstanceSpec> {
-    const env: Record<string, string> = { ...ws.env };
-    const secretKeys = new Set<string>();
-    for (const scope of ['global', ws.id]) {
-      for (const s of await this.d.secrets.list(scope)) {
-        env[s.key] = this.d.sealer.open(s.sealed, secretAad(scope, s.key));
-        secretKeys.add(s.key);
-      }
-    }
-    const contract = {
-      [AGENT_ENV.workspaceId]: ws.id,
-      [AGENT_ENV.workspaceName]: ws.name,
-      [AGENT_ENV.workspaceRole]: ws.role,
-      [AGENT_ENV.workspaceRuntime]: ws.runtime,
-      [AGENT_ENV.workspaceTier]: String(ws.tier),
-      [AGENT_ENV.platformUrl]: await this.d.platformUrl(),
-      [AGENT_ENV.workspaceToken]: tokens.workspace,
-      [AGENT_ENV.agentToken]: tokens.agent,
-      [AGENT_ENV.region]: ws.region ?? this.d.provisioner.defaultRegion,
-      [AGENT_ENV.heartbeatIntervalS]: String(this.d.config.timing.heartbeatIntervalS),
-      [AGENT_ENV.port]: '8000',
-    };
-    Object.assign(env, contract);
-    for (const k of Object.keys(contract)) secretKeys.delete(k);
-    secretKeys.add(AGENT_ENV.workspaceToken).add(AGENT_ENV.agentToken);
-    return {
-      workspaceId: ws.id,
-      name: ws.name,
-      runtime: ws.runtime,
-      tier: ws.tier,
-      region: ws.region,
-      image: imageFor(ws.runtime, this.d.config.runtimeImage),
-      env,
-      secretKeys: [...secretKeys],
-    };
-  }
-
-  /**
-   * Revokes the workspace's tokens and mints a new pair. The workspace token (agent → platform) is stored only as
-   * its hash: the agent gets it once, in its environment. The agent token (platform → agent) is also sealed, since
-   * the proxy presents it on every call.
-   */
-  private async rotateTokens(workspaceId: string): Promise<{ workspace: string; agent: string }> {
-    await this.d.tokens.revokeAll(workspaceId);
-    this.routes.delete(workspaceId);
+  async rotateTokens(workspaceId: string): Promise<{ workspace: string; agent: string }> {
     const workspace = mintToken('workspace');
     const agent = mintToken('agent');
-    await this.d.tokens.insert({ id: crypto.randomUUID(), workspaceId, kind: 'workspace', hash: hashToken(workspace), sealed: '' });
-    await this.d.tokens.insert({
-      id: crypto.randomUUID(),
-      workspaceId,
-      kind: 'agent',
-      hash: hashToken(agent),
-      sealed: this.d.sealer.seal(agent, tokenAad(workspaceId, 'agent')),
+    await this.d.db.transaction().execute(async (trx) => {
+      const tokens = new TokenRepo(trx);
+      await tokens.revokeAll(workspaceId);
+      await tokens.insert({ id: crypto.randomUUID(), workspaceId, kind: 'workspace', hash: hashToken(workspace), sealed: '' });
+      await tokens.insert({
+        id: crypto.randomUUID(),
+        workspaceId,
+        kind: 'agent',
+        hash: hashToken(agent),
+        sealed: this.d.sealer.seal(agent, tokenAad(workspaceId, 'agent')),
+      });
     });
+    this.routes.delete(workspaceId);
     return { workspace, agent };
-  }
-
-  /** Destroys the instance of a `removing` workspace; on failure it stays `removing` and the monitor retries. */
-  async destroy(id: string): Promise<void> {
-    await this.withLock(id, async () => {
-      const ws = await this.d.workspaces.get(id);
-      if (!ws || ws.status !== 'removing') return;
-      try {
-        if (ws.instanceId) await this.d.provisioner.destroy(ws.instanceId);
-        await this.d.provisioner.forget?.(id);
-      } catch (e) {
-        const reason = `delete requested; destroying the instance failed, will retry: ${(e as Error).message}`;
-        // The same failure again (a backend down for a while) only restarts the retry clock: no event every 5 s.
-        if (ws.statusReason === reason) await this.d.workspaces.update(id, { statusChangedAt: new Date().toISOString() });
-        else await this.transition(ws, 'removing', reason);
-        return;
-      }
-      await this.d.secrets.deleteScope(id);
-      await this.transition(ws, 'removed', 'instance destroyed', { removedAt: new Date().toISOString() });
-    });
-  }
-
-  /**
-   * The instance is gone while the workspace should be running. Schedules an automatic restart with
-   * exponential backoff, or ends in `failed` when it keeps dying (crash loop).
-   */
-  async markOffline(ws: Workspace, reason: string, opts: { outage?: boolean; crashStamp?: string } = {}): Promise<void> {
-    const t = this.d.config.timing;
-    const now = Date.now();
-    let recent = ws.restarts.filter((at) => now - Date.parse(at) < t.crashWindowMs);
-    let backoffStep = recent.length;
-    if (opts.outage) {
-      // The backend being down (engine restarting, API outage) is not the agent crashing: it does not count toward
-      // the crash loop, and is retried for as long as it lasts, backing off up to the maximum.
-      recent = recent.filter((at) => at !== opts.crashStamp);
-      backoffStep = this.outageAttempts.get(ws.id) ?? 0;
-      this.outageAttempts.set(ws.id, backoffStep + 1);
-    } else this.outageAttempts.delete(ws.id);
-    if (!opts.outage && recent.length >= t.crashLoopMax) {
-      const mins = Math.round(t.crashWindowMs / 60000);
-      const why = `crash loop: the agent stopped ${recent.length + 1} times within ${mins} min; last: ${reason}`;
-      if (ws.status !== 'offline') await this.transition(ws, 'offline', reason);
-      await this.transition(ws, 'failed', why, { nextRestartAt: null });
-      return;
-    }
-    const delay = Math.min(t.restartBackoffMs * 2 ** backoffStep, t.restartBackoffMaxMs);
-    const next = new Date(now + delay).toISOString();
-    if (ws.status === 'offline') await this.d.workspaces.update(ws.id, { nextRestartAt: next, restarts: recent });
-    else if (!(await this.transition(ws, 'offline', `${reason}; restarting in ${(delay / 1000).toFixed(1)} s`, { nextRestartAt: next, restarts: recent }))) return;
-    this.wakeAt(delay);
-  }
-
-  /** Restarts an `offline` workspace whose backoff has passed. */
-  async autoRestart(ws: Workspace): Promise<void> {
-    const stamp = new Date().toISOString();
-    const restarts = [...ws.restarts, stamp];
-    const attempt = restarts.length;
-    const ok = await this.transition(ws, 'provisioning', `automatic restart (attempt ${attempt})`, {
-      restarts,
-      restartCount: ws.restartCount + 1,
-      nextRestartAt: null,
-    });
-    if (ok) this.spawn(this.launch(ws.id, 'restart', stamp));
-  }
-
-  /** Unsolicited news from a backend (a process exited, a machine stopped). */
-  async onInstanceEvent(ev: InstanceEvent): Promise<void> {
-    await this.withLock(ev.workspaceId, async () => {
-      const ws = await this.d.workspaces.get(ev.workspaceId);
-      if (!ws || ws.instanceId !== ev.instanceId) return;
-      await this.d.bus.publish('workspace.instance', ws.id, { instance_id: ev.instanceId, state: ev.state, reason: ev.reason ?? null });
-      if (ev.state === 'running' || ev.state === 'starting' || ev.state === 'unknown') return;
-      if (ws.status === 'ready' || ws.status === 'degraded' || ws.status === 'provisioning') {
-        await this.markOffline(ws, `instance ${ev.state}: ${ev.reason ?? 'no reason given'}`);
-      }
-    });
-  }
-
-  /** Runs due automatic restarts now rather than at the next monitor tick. */
-  onWake: (() => void) | undefined;
-  private wakeAt(delayMs: number): void {
-    if (this.closed) return;
-    const t = setTimeout(() => {
-      this.timers.delete(t);
-      this.onWake?.();
-    }, delayMs + 5);
-    t.unref();
-    this.timers.add(t);
   }
 
   withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
@@ -674,29 +489,7 @@ export class WorkspaceService {
     return run;
   }
 
-  /** Background work is tracked so shutdown can wait for it and errors are logged, never lost. */
-  spawn(p: Promise<unknown>): void {
-    const tracked = p.catch((e) => this.d.logger.error({ err: e }, 'background lifecycle task failed'));
-    this.background.add(tracked);
-    void tracked.finally(() => this.background.delete(tracked));
-  }
-
-  private abortLaunch(id: string, reason: string): void {
-    this.launches.get(id)?.abort(reason);
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
+  close(): void {
     this.unsubscribe();
-    for (const [id] of this.launches) this.abortLaunch(id, 'platform stopping');
-    for (const t of this.timers) clearTimeout(t);
-    await Promise.allSettled([...this.background]);
   }
-}
-
-/** Waits for p to settle, at most ms; never throws. */
-async function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([p.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
-  clearTimeout(timer);
 }

@@ -12,6 +12,7 @@ import {
 } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import type { Provisioner } from '../backends/provisioner.js';
+import type { ClusterView } from '../core/membership.js';
 import type { Config } from '../core/config.js';
 import { ApiError } from '../core/errors.js';
 import type { EventBus } from '../core/events.js';
@@ -42,6 +43,8 @@ export interface AppDeps {
   provisioner: Provisioner;
   metrics: Metrics;
   version: string;
+  /** This replica's view of the cluster (replicas seen within the lease TTL, the reconciler's holder). */
+  cluster: () => Promise<ClusterView>;
 }
 
 export type App = FastifyInstance<any, any, any, any, ZodTypeProvider>;

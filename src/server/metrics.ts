@@ -22,7 +22,7 @@ export function createMetrics(workspaces: WorkspaceRepo, bus: EventBus) {
   });
   const events = new client.Counter({
     name: 'molecule_events_total',
-    help: 'Lifecycle events published',
+    help: 'Lifecycle events published by this replica',
     labelNames: ['type'],
     registers: [registry],
   });
@@ -36,7 +36,7 @@ export function createMetrics(workspaces: WorkspaceRepo, bus: EventBus) {
       for (const s of WORKSPACE_STATUSES) this.set({ status: s }, counts[s] ?? 0);
     },
   });
-  const unsubscribe = bus.subscribe((ev) => events.inc({ type: ev.type }));
+  const unsubscribe = bus.subscribePublished((ev) => events.inc({ type: ev.type }));
   return { registry, httpDuration, a2a, close: unsubscribe };
 }
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -11,11 +11,19 @@ export interface Store {
   kind: DialectKind;
   /** Where the data lives, for /healthz (a file path, or the Postgres host/db without credentials). */
   location: string;
+  /** The Postgres connection string (with credentials: never log it), for connections of their own (LISTEN). */
+  databaseUrl?: string;
   close(): Promise<void>;
 }
 
 /** Opens SQLite in the data dir, or Postgres when a postgres:// URL is given, and applies pending migrations. */
-export async function openStore(opts: { dataDir: string; databaseUrl?: string; onConnectionError?: (err: Error) => void }): Promise<Store> {
+export async function openStore(opts: {
+  dataDir: string;
+  databaseUrl?: string;
+  /** SQLite in memory (unit tests): nothing is written to the data dir. */
+  memory?: boolean;
+  onConnectionError?: (err: Error) => void;
+}): Promise<Store> {
   let db: Kysely<Database>;
   let kind: DialectKind;
   let location: string;
@@ -32,8 +40,11 @@ export async function openStore(opts: { dataDir: string; databaseUrl?: string; o
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   } else {
     kind = 'sqlite';
-    fs.mkdirSync(opts.dataDir, { recursive: true });
-    location = path.resolve(opts.dataDir, 'molecule.db');
+    if (opts.memory) location = ':memory:';
+    else {
+      fs.mkdirSync(opts.dataDir, { recursive: true });
+      location = path.resolve(opts.dataDir, 'molecule.db');
+    }
     const sqlite = new SQLite(location);
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('busy_timeout = 5000');
@@ -47,5 +58,5 @@ export async function openStore(opts: { dataDir: string; databaseUrl?: string; o
     const failed = results?.find((r) => r.status === 'Error')?.migrationName;
     throw new Error(`database migration ${failed ?? ''} failed: ${(error as Error).message ?? error}`);
   }
-  return { db, kind, location, close: () => db.destroy() };
+  return { db, kind, location, databaseUrl: opts.databaseUrl, close: () => db.destroy() };
 }

@@ -78,6 +78,39 @@ function migrations(kind: DialectKind): Record<string, Migration> {
         await db.schema.createIndex('events_workspace').on('events').columns(['workspace_id', 'id']).execute();
       },
     },
+    '0002_cluster': {
+      async up(db: Kysely<any>) {
+        // Facts stored once per cluster: its identity (platform_id) and the secrets key's check value.
+        await db.schema
+          .createTable('cluster')
+          .addColumn('key', 'text', (c) => c.primaryKey())
+          .addColumn('value', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .execute();
+        // Every platform process announces itself here and renews last_seen; /healthz lists the recent ones.
+        await db.schema
+          .createTable('replicas')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('host', 'text', (c) => c.notNull())
+          .addColumn('pid', 'integer', (c) => c.notNull())
+          .addColumn('backend', 'text', (c) => c.notNull())
+          .addColumn('url', 'text')
+          .addColumn('started_at', 'text', (c) => c.notNull())
+          .addColumn('last_seen', 'text', (c) => c.notNull())
+          .execute();
+        // Named leases: 'reconciler' is held by the one replica that acts on workspaces. Times are epoch ms.
+        await db.schema
+          .createTable('leases')
+          .addColumn('name', 'text', (c) => c.primaryKey())
+          .addColumn('owner', 'text', (c) => c.notNull())
+          .addColumn('acquired_at', 'bigint', (c) => c.notNull())
+          .addColumn('expires_at', 'bigint', (c) => c.notNull())
+          .execute();
+        // The launch a workspace waits for ('start' | 'restart' | 'resume'), written with the status change that asks
+        // for it and cleared when the backend has answered: whichever replica reconciles next knows what to do.
+        await db.schema.alterTable('workspaces').addColumn('pending_launch', 'text').execute();
+      },
+    },
   };
 }
 

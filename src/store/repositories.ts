@@ -33,6 +33,7 @@ function toWorkspace(r: Selectable<WorkspaceRow>): Workspace {
     updatedAt: r.updated_at,
     readyAt: r.ready_at,
     removedAt: r.removed_at,
+    pendingLaunch: (r.pending_launch as Workspace['pendingLaunch']) ?? null,
   };
 }
 
@@ -64,6 +65,7 @@ function toColumns(p: Partial<Workspace>): Partial<WorkspaceRow> {
   if (p.needsRestart !== undefined) set('needs_restart', p.needsRestart ? 1 : 0);
   if (p.readyAt !== undefined) set('ready_at', p.readyAt);
   if (p.removedAt !== undefined) set('removed_at', p.removedAt);
+  if (p.pendingLaunch !== undefined) set('pending_launch', p.pendingLaunch);
   return c;
 }
 
@@ -111,6 +113,18 @@ export class WorkspaceRepo {
       .set({ ...toColumns(patch), updated_at: new Date().toISOString() })
       .where('id', '=', id)
       .execute();
+  }
+
+  /** Compare-and-set on the status and the time it was set: applies only while neither has changed. */
+  async updateIf(id: string, expect: { status: WorkspaceStatus; statusChangedAt: string }, patch: Partial<Workspace>): Promise<boolean> {
+    const res = await this.db
+      .updateTable('workspaces')
+      .set({ ...toColumns(patch), updated_at: new Date().toISOString() })
+      .where('id', '=', id)
+      .where('status', '=', expect.status)
+      .where('status_changed_at', '=', expect.statusChangedAt)
+      .executeTakeFirst();
+    return Number(res.numUpdatedRows) > 0;
   }
 
   /** Compare-and-set on status: applies only while the status is still one of `from`. */
@@ -209,6 +223,20 @@ export class EventRepo {
     if (opts.afterId) q = q.where('id', '>', opts.afterId);
     if (opts.limit) q = q.limit(opts.limit);
     const rows = await q.execute();
-    return rows.map((r) => ({ id: Number(r.id), type: r.type, workspace_id: r.workspace_id, at: r.at, data: JSON.parse(r.data) }));
+    return rows.map(toEvent);
   }
+
+  async get(id: number): Promise<PlatformEvent | undefined> {
+    const r = await this.db.selectFrom('events').selectAll().where('id', '=', id).executeTakeFirst();
+    return r && toEvent(r);
+  }
+
+  async lastId(): Promise<number> {
+    const r = await this.db.selectFrom('events').select((eb) => eb.fn.max('id').as('id')).executeTakeFirst();
+    return Number(r?.id ?? 0);
+  }
+}
+
+function toEvent(r: Selectable<Database['events']>): PlatformEvent {
+  return { id: Number(r.id), type: r.type, workspace_id: r.workspace_id, at: r.at, data: JSON.parse(r.data) };
 }

@@ -31,6 +31,8 @@ export interface WorkspaceRow {
   updated_at: string;
   ready_at: string | null;
   removed_at: string | null;
+  /** The launch this workspace waits for ('start' | 'restart' | 'resume'); null once the backend has answered. */
+  pending_launch: string | null;
 }
 
 export interface TokenRow {
@@ -62,9 +64,36 @@ export interface EventRow {
   data: string;
 }
 
+export interface ClusterRow {
+  key: string;
+  value: string;
+  created_at: string;
+}
+
+export interface ReplicaRow {
+  id: string;
+  host: string;
+  pid: number;
+  backend: string;
+  url: string | null;
+  started_at: string;
+  last_seen: string;
+}
+
+export interface LeaseRow {
+  name: string;
+  owner: string;
+  /** Epoch milliseconds. */
+  acquired_at: number;
+  expires_at: number;
+}
+
 export interface Database {
   workspaces: WorkspaceRow;
   tokens: TokenRow;
   secrets: SecretRow;
   events: EventRow;
+  cluster: ClusterRow;
+  replicas: ReplicaRow;
+  leases: LeaseRow;
 }

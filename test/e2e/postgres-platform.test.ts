@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import pg from 'pg';
 import pino from 'pino';
@@ -11,7 +12,16 @@ describe.runIf(process.env.CI || fs.existsSync('/usr/lib/postgresql') || process
   const dataDir = tempDir('pg-platform');
   let pgServer: TestPostgres | null;
   let platform: Platform | undefined;
-  const env = () => ({ ...FAST_ENV, PORT: '0', MOLECULE_DATA_DIR: dataDir, CONTAINER_BACKEND: 'process', DATABASE_URL: pgServer!.url });
+  // Postgres requires the key (every replica shares it); the same one for every start, as a real cluster would.
+  const secretsKey = crypto.randomBytes(32).toString('base64');
+  const env = () => ({
+    ...FAST_ENV,
+    PORT: '0',
+    MOLECULE_DATA_DIR: dataDir,
+    CONTAINER_BACKEND: 'process',
+    DATABASE_URL: pgServer!.url,
+    MOLECULE_SECRETS_KEY: secretsKey,
+  });
 
   beforeAll(async () => {
     pgServer = await startTestPostgres();

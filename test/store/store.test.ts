@@ -13,7 +13,7 @@ function workspace(over: Partial<Workspace> = {}): Workspace {
     id: crypto.randomUUID(), name: 'w', role: '', runtime: 'hermes', tier: 2, region: null, parentId: null, env: { A: '1' },
     status: 'provisioning', statusReason: 'created', statusChangedAt: now, backend: 'process', instanceId: null, instance: null,
     agentUrl: null, agentCard: null, idempotencyKey: null, restarts: [], restartCount: 0, nextRestartAt: null, lastHeartbeatAt: null,
-    heartbeat: null, needsRestart: false, createdAt: now, updatedAt: now, readyAt: null, removedAt: null, ...over,
+    heartbeat: null, needsRestart: false, createdAt: now, updatedAt: now, readyAt: null, removedAt: null, pendingLaunch: null, ...over,
   };
 }
 

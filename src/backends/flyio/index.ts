@@ -126,8 +126,11 @@ export class FlyProvisioner implements Provisioner {
     });
   }
 
-  /** From the platform configuration (FLY_* variables); a ConfigError names what is missing. */
-  static fromConfig(config: Config, logger: Logger): FlyProvisioner {
+  /**
+   * From the platform configuration (FLY_* variables); a ConfigError names what is missing. `platformId` is the
+   * cluster's identity when replicas share a database; without it the id file in the data dir is used.
+   */
+  static fromConfig(config: Config, logger: Logger, opts: { platformId?: string } = {}): FlyProvisioner {
     const f = config.fly;
     // Missing ones are named by the constructor's checks.
     return new FlyProvisioner({
@@ -137,6 +140,7 @@ export class FlyProvisioner implements Provisioner {
       apiBase: f.apiBase,
       proxyUrl: f.proxyUrl,
       platformAppName: f.platformAppName,
+      platformId: opts.platformId,
       dataDir: config.dataDir,
       logger,
       startTimeoutMs: config.timing.provisionTimeoutMs,

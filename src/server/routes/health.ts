@@ -12,6 +12,7 @@ export function healthRoutes(deps: AppDeps): FastifyPluginAsync {
       backend: deps.provisioner.describe(),
       database: { kind: deps.store.kind, location: deps.store.location },
       workspaces: await deps.workspaces.countByStatus(),
+      cluster: await deps.cluster(),
       auth: deps.config.adminToken
         ? { admin_token: true, api: 'Authorization: Bearer <MOLECULE_ADMIN_TOKEN> required' }
         : { admin_token: false, api: `open on loopback (${deps.config.host}); set MOLECULE_ADMIN_TOKEN to require a token` },

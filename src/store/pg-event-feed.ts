@@ -1,0 +1,195 @@
+import crypto from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import type { EventFeed, FeedSink, Pulse } from '../core/events.js';
+import type { PlatformEvent } from '../core/types.js';
+import { EventRepo } from './repositories.js';
+import type { Database } from './schema.js';
+
+const EVENTS = 'molecule_events';
+const PULSES = 'molecule_pulses';
+/** Every event append takes this transaction lock, so ids are committed in id order (see append). */
+const APPEND_LOCK = 0x6d6f6c65; // 'mole'
+/** NOTIFY payloads must stay under 8000 bytes; a bigger event travels as its id and is read back. */
+const MAX_PAYLOAD = 7500;
+const CATCH_UP_PAGE = 1000;
+
+/**
+ * Events for every replica on one Postgres. Each event is written once (its id from the table's sequence) and
+ * announced with NOTIFY in the same transaction. Every replica, the publishing one included, keeps one LISTEN
+ * connection and delivers what it hears in order, so all replicas deliver the same events in the same (id) order
+ * and an SSE client can resume on any of them by Last-Event-ID.
+ *
+ * Why in id order: appends hold one transaction-scoped advisory lock, so a lower id never commits after a higher
+ * one; Postgres delivers notifications in commit order. Subscribers can therefore treat "id ≤ the last I saw"
+ * as "seen", with nothing skipped. When the LISTEN connection drops, it reconnects and reads what it missed from
+ * the table before delivering new notifications.
+ *
+ * Pulses (heartbeat news, not persisted) are NOTIFYed on their own channel, outside any transaction; the
+ * publishing replica delivers its own at once and skips their echo.
+ */
+export class PgEventFeed implements EventFeed {
+  private sink: FeedSink | undefined;
+  private client: pg.Client | null = null;
+  /** The last event id delivered; -1 until the first connection has read where the table stands. */
+  private lastId = -1;
+  /** Deliveries (and catch-ups) one after another, in arrival order. */
+  private chain: Promise<void> = Promise.resolve();
+  private closed = false;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private retryMs = 250;
+  private readonly origin = crypto.randomBytes(6).toString('hex');
+  private readonly repo: EventRepo;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly databaseUrl: string,
+    private readonly logger: Logger,
+  ) {
+    this.repo = new EventRepo(db);
+  }
+
+  attach(sink: FeedSink): void {
+    this.sink = sink;
+  }
+
+  async append(e: Omit<PlatformEvent, 'id'>): Promise<PlatformEvent> {
+    return this.db.transaction().execute(async (tx) => {
+      await sql`select pg_advisory_xact_lock(${APPEND_LOCK})`.execute(tx);
+      const ev = await new EventRepo(tx).append(e);
+      const full = JSON.stringify(ev);
+      const payload = Buffer.byteLength(full) <= MAX_PAYLOAD ? full : JSON.stringify({ id: ev.id });
+      await sql`select pg_notify(${EVENTS}, ${payload})`.execute(tx);
+      return ev;
+    });
+  }
+
+  pulse(p: Pulse): void {
+    this.sink?.pulse(p);
+    const payload = JSON.stringify({ origin: this.origin, pulse: p });
+    // A pulse too big to announce stays local: it is only news, the next one will do.
+    if (Buffer.byteLength(payload) > MAX_PAYLOAD) return;
+    sql`select pg_notify(${PULSES}, ${payload})`.execute(this.db).catch((err) => this.logger.debug({ err: err.message }, 'pulse not announced'));
+  }
+
+  /** Resolves once listening: from here on, every event committed is delivered. */
+  async start(): Promise<void> {
+    await this.connect();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.reconnectTimer);
+    const c = this.client;
+    this.client = null;
+    await c?.end().catch(() => undefined);
+    await this.chain;
+  }
+
+  private enqueue(step: () => Promise<void> | void): void {
+    this.chain = this.chain.then(step).catch((err) => {
+      this.logger.warn({ err: (err as Error).message }, 'event delivery step failed; reconnecting to catch up');
+      this.dropConnection();
+    });
+  }
+
+  private async connect(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.databaseUrl, keepAlive: true });
+    client.on('error', (err) => {
+      this.logger.warn({ err: err.message }, 'event LISTEN connection failed');
+      this.lost(client);
+    });
+    client.on('end', () => this.lost(client));
+    await client.connect();
+    let listening!: () => void;
+    const heard = new Promise<void>((resolve) => (listening = resolve));
+    // Queued before any notification: what was committed before LISTEN is read from the table, not heard.
+    this.enqueue(async () => {
+      await heard;
+      if (this.lastId < 0) this.lastId = await this.repo.lastId();
+      else await this.catchUp();
+    });
+    client.on('notification', (n) => {
+      if (n.channel === EVENTS) this.enqueue(() => this.onEvent(n.payload ?? ''));
+      else if (n.channel === PULSES) this.onPulse(n.payload ?? '');
+    });
+    try {
+      await client.query(`LISTEN ${EVENTS}; LISTEN ${PULSES}`);
+    } catch (e) {
+      await client.end().catch(() => undefined);
+      listening(); // the queued step reads nothing new; the next connection catches up
+      throw e;
+    }
+    this.client = client;
+    this.retryMs = 250;
+    listening();
+    await this.chain;
+  }
+
+  private async onEvent(payload: string): Promise<void> {
+    const parsed = JSON.parse(payload) as PlatformEvent | { id: number };
+    if (parsed.id <= this.lastId) return;
+    const ev = 'type' in parsed ? parsed : await this.repo.get(parsed.id);
+    if (!ev) throw new Error(`event ${parsed.id} announced but not found`);
+    this.deliver(ev);
+  }
+
+  private onPulse(payload: string): void {
+    try {
+      const { origin, pulse } = JSON.parse(payload) as { origin: string; pulse: Pulse };
+      if (origin !== this.origin) this.sink?.pulse(pulse);
+    } catch {
+      /* not ours */
+    }
+  }
+
+  private deliver(ev: PlatformEvent): void {
+    this.lastId = ev.id;
+    try {
+      this.sink?.event(ev);
+    } catch (err) {
+      this.logger.error({ err, event: ev.id }, 'event subscriber failed');
+    }
+  }
+
+  /** Everything committed after the last delivered id, read from the table in pages. */
+  private async catchUp(): Promise<void> {
+    for (;;) {
+      const page = await this.repo.list({ afterId: this.lastId, limit: CATCH_UP_PAGE });
+      for (const ev of page) this.deliver(ev);
+      if (page.length < CATCH_UP_PAGE) return;
+    }
+  }
+
+  private lost(client: pg.Client): void {
+    if (this.client !== client) return;
+    this.client = null;
+    client.end().catch(() => undefined);
+    this.scheduleReconnect();
+  }
+
+  private dropConnection(): void {
+    const c = this.client;
+    if (c) this.lost(c);
+    else this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed || this.reconnectTimer) return;
+    const wait = this.retryMs;
+    this.retryMs = Math.min(this.retryMs * 2, 5000);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (this.closed) return;
+      this.connect().then(
+        () => this.logger.info('event LISTEN connection re-established; missed events delivered'),
+        (err) => {
+          this.logger.warn({ err: (err as Error).message, retry_ms: this.retryMs }, 'event LISTEN reconnect failed');
+          this.scheduleReconnect();
+        },
+      );
+    }, wait);
+    this.reconnectTimer.unref();
+  }
+}
