@@ -5,15 +5,15 @@
  *
  *   npx tsx bench/a2a-proxy.ts [--requests 2000] [--concurrency 16] [--rounds 3]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
-import { Pool } from 'undici';
 import { freePort } from '../src/util/net.js';
 import { killRecordedAgents } from '../test/support/harness.js';
+import { load, startNginx, summarize, type Target } from './support.js';
 
 const { values } = parseArgs({
   options: {
@@ -25,87 +25,6 @@ const { values } = parseArgs({
 const N = Number(values.requests);
 const C = Number(values.concurrency);
 const ROUNDS = Number(values.rounds);
-
-const body = JSON.stringify({
-  jsonrpc: '2.0',
-  id: '1',
-  method: 'message/send',
-  params: { message: { kind: 'message', messageId: 'm', role: 'user', parts: [{ kind: 'text', text: 'What region are you running in?' }] } },
-});
-
-interface Target {
-  name: string;
-  origin: string;
-  path: string;
-  headers: Record<string, string>;
-}
-
-async function load(t: Target, n: number): Promise<{ rps: number; p50: number; p95: number; p99: number; errors: number }> {
-  const pool = new Pool(t.origin, { connections: C, pipelining: 1 });
-  const lat: number[] = [];
-  let errors = 0;
-  let next = 0;
-  const started = process.hrtime.bigint();
-  await Promise.all(
-    Array.from({ length: C }, async () => {
-      while (next < n) {
-        next++;
-        const t0 = process.hrtime.bigint();
-        const res = await pool.request({ method: 'POST', path: t.path, headers: { 'content-type': 'application/json', ...t.headers }, body });
-        const text = await res.body.text();
-        if (res.statusCode !== 200 || !text.includes('"parts"')) errors++;
-        lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
-      }
-    }),
-  );
-  const secs = Number(process.hrtime.bigint() - started) / 1e9;
-  await pool.close();
-  lat.sort((a, b) => a - b);
-  const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
-  return { rps: n / secs, p50: q(0.5), p95: q(0.95), p99: q(0.99), errors };
-}
-
-async function startNginx(upstream: URL): Promise<{ origin: string; stop(): Promise<void> } | null> {
-  const bin = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => fs.existsSync(p));
-  if (!bin) return null;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-nginx-'));
-  const port = await freePort();
-  fs.writeFileSync(
-    path.join(dir, 'nginx.conf'),
-    `daemon off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy;
-  upstream agent { server ${upstream.host}; keepalive 64; }
-  server {
-    listen 127.0.0.1:${port};
-    location / { proxy_pass http://agent; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
-  }
-}
-`,
-  );
-  const child: ChildProcess = spawn(bin, ['-p', dir, '-c', path.join(dir, 'nginx.conf')], { stdio: 'ignore' });
-  const origin = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      await fetch(`${origin}/healthz`);
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  return {
-    origin,
-    async stop() {
-      child.kill('SIGTERM');
-      await once(child, 'exit');
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** The platform as its own process (as `npm start` runs it), so it does not share this client's event loop. */
 async function startPlatformProcess(dataDir: string) {
@@ -152,7 +71,7 @@ try {
     await new Promise((r) => setTimeout(r, 100));
   }
   const agentUrl = new URL(ws.instance.url);
-  nginx = await startNginx(agentUrl);
+  nginx = await startNginx([agentUrl.origin]);
   const auth = { authorization: `Bearer ${agentToken(ws.instance.pid)}` };
   const targets: Target[] = [
     { name: 'direct to agent (baseline)', origin: agentUrl.origin, path: '/', headers: auth },
@@ -160,21 +79,11 @@ try {
     { name: 'platform A2A proxy', origin: platform.url, path: `/workspaces/${id}/a2a`, headers: {} },
   ];
   const results = new Map<string, Awaited<ReturnType<typeof load>>[]>();
-  for (const t of targets) await load(t, Math.min(300, N)); // warm up JITs and connection pools
+  for (const t of targets) await load(t, Math.min(300, N), C); // warm up JITs and connection pools
   for (let r = 0; r < ROUNDS; r++) {
-    for (const t of targets) results.set(t.name, [...(results.get(t.name) ?? []), await load(t, N)]);
+    for (const t of targets) results.set(t.name, [...(results.get(t.name) ?? []), await load(t, N, C)]);
   }
-  const summary = targets.map((t) => {
-    const rs = results.get(t.name)!;
-    return {
-      name: t.name,
-      rps: median(rs.map((x) => x.rps)),
-      p50: median(rs.map((x) => x.p50)),
-      p95: median(rs.map((x) => x.p95)),
-      p99: median(rs.map((x) => x.p99)),
-      errors: rs.reduce((a, x) => a + x.errors, 0),
-    };
-  });
+  const summary = targets.map((t) => ({ name: t.name, ...summarize(results.get(t.name)!) }));
   const base = summary[0];
   console.log(`A2A message/send, ${N} requests × ${ROUNDS} rounds, concurrency ${C}, node ${process.version}, ${os.cpus().length} CPUs (medians of rounds)`);
   console.log('| path | req/s | p50 ms | p95 ms | p99 ms | throughput vs direct | p50 vs direct | errors |');

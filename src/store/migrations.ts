@@ -109,6 +109,26 @@ function migrations(kind: DialectKind): Record<string, Migration> {
         // The launch a workspace waits for ('start' | 'restart' | 'resume'), written with the status change that asks
         // for it and cleared when the backend has answered: whichever replica reconciles next knows what to do.
         await db.schema.alterTable('workspaces').addColumn('pending_launch', 'text').execute();
+        if (kind === 'postgres') {
+          // One round trip per event for every replica's feed (store/pg-event-feed.ts): under one transaction lock,
+          // so ids commit in id order, the row and its NOTIFY (the whole event, or only its id when too big).
+          await sql`
+            create function molecule_append_event(p_workspace_id text, p_type text, p_at text, p_data text, p_max_payload int)
+            returns bigint language plpgsql as $$
+            declare
+              new_id bigint;
+              payload text;
+            begin
+              perform pg_advisory_xact_lock(1836018789);
+              insert into events (workspace_id, type, at, data) values (p_workspace_id, p_type, p_at, p_data) returning id into new_id;
+              payload := json_build_object('id', new_id, 'type', p_type, 'workspace_id', p_workspace_id, 'at', p_at, 'data', p_data::json)::text;
+              if octet_length(payload) > p_max_payload then
+                payload := json_build_object('id', new_id)::text;
+              end if;
+              perform pg_notify('molecule_events', payload);
+              return new_id;
+            end $$`.execute(db);
+        }
       },
     },
   };

@@ -277,6 +277,12 @@ describe.skipIf(!hasBrowser)(`web UI in Chromium${hasBrowser ? '' : ` (skipped: 
     await page.getByRole('link', { name: 'Settings' }).click();
     await page.getByRole('heading', { name: 'Settings' }).waitFor();
     await page.locator('[data-backend="process"]').waitFor();
+    // The cluster card: one replica (SQLite), this one, and it leads.
+    const me = (await http.call('GET', '/healthz')).body.cluster.this as string;
+    const row = page.getByRole('table', { name: 'Replicas' }).locator(`[data-replica="${me}"]`);
+    await row.waitFor();
+    expect(await row.textContent()).toMatch(/this.*leader/);
+    expect(await page.getByRole('table', { name: 'Replicas' }).locator('tbody tr').count()).toBe(1);
     await page.getByLabel('Name').fill('SHARED_KEY');
     await page.getByLabel('Value').fill('shared-secret-value');
     await page.getByRole('button', { name: 'Set secret' }).click();
