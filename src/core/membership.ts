@@ -106,6 +106,26 @@ export class Membership {
     const now = new Date(this.now()).toISOString();
     await this.o.replicas.announce({ id: this.id, host: this.host, pid: process.pid, backend: this.o.backend, url, started_at: this.startedAt, last_seen: now });
     await this.tick();
+    if (this.o.backend === 'process' && !this.o.sole) await this.leadOrRefuse();
+  }
+
+  /**
+   * A process-backend replica must hold the lease: two started at once both pass the check above, but only one
+   * can take the lease. A holder that is merely dead (on another host) lets go within the TTL; a live one does not.
+   */
+  private async leadOrRefuse(): Promise<void> {
+    for (let tries = Math.ceil(this.o.leaseTtlMs / this.pollMs) + 1; !this.isLeader() && tries > 0; tries--) {
+      await new Promise((r) => setTimeout(r, this.pollMs));
+      await this.tick();
+    }
+    if (this.isLeader()) return;
+    const holder = await this.o.leases.holder(RECONCILER_LEASE, this.now());
+    const r = (await this.live()).find((x) => x.id === holder);
+    await this.leave();
+    throw new ConfigError(
+      `the process backend runs one replica per database, and replica ${holder ?? '(unknown)'}${r ? ` (${r.host}, pid ${r.pid})` : ''} holds it: its agents are ` +
+        'child processes of that platform. Stop it, or run several replicas with CONTAINER_BACKEND=docker (one shared engine) or flyio',
+    );
   }
 
   /** Starts the renew/compete loop. */

@@ -360,6 +360,21 @@ describe('reconciler lease', () => {
     await expect(make2('process').join(null)).rejects.toThrow(/process backend runs one replica per database/);
   });
 
+  it('lets only one of two process-backend replicas started at the same moment join', async () => {
+    const store = await openStore({ dataDir: '', memory: true });
+    closers.push(() => store.close());
+    const clock = { now: Date.now() };
+    const make = await members(store, 300, clock);
+    const [a, b] = [make('process'), make('process')];
+    const results = await Promise.allSettled([a.join(null), b.join(null)]);
+    expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    const refused = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect(String(refused.reason)).toMatch(/process backend runs one replica per database/);
+    const joined = results[0].status === 'fulfilled' ? a : b;
+    expect(joined.isLeader()).toBe(true);
+    expect((await joined.view()).replicas.map((r) => r.id)).toEqual([joined.id]);
+  });
+
   it('a new holder finishes what the old one left half done: the instance of an interrupted launch is destroyed, the workspace launched once', async () => {
     const store = await openStore({ dataDir: '', memory: true });
     closers.push(() => store.close());
