@@ -18,7 +18,7 @@ import {
 } from '../provisioner.js';
 import { createCgroups, detectCgroups, oomKilled, removeCgroups, type CgroupSupport } from './cgroups.js';
 import { readLog } from './logfile.js';
-import { instanceName } from '../naming.js';
+import { instanceName, loadPlatformId } from '../naming.js';
 import { freePort } from '../../util/net.js';
 
 /** What survives a platform restart: enough to find, check and stop the child again. */
@@ -48,8 +48,26 @@ export interface ProcessProvisionerOptions {
 const PASS_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'SSL_CERT_FILE', 'NODE_EXTRA_CA_CERTS'];
 
 /**
+ * Every agent carries this platform's process-backend id in its environment (what labels are to Docker): a platform
+ * finds its agents by it in /proc, also the ones no pid record names (killed between spawn and record).
+ */
+export const OWNER_ENV = 'MOLECULE_PROCESS_OWNER';
+/** `<dataDir>/process-owner-id`: the value of OWNER_ENV, one per data dir (the pid records' home). */
+const OWNER_ID_FILE = 'process-owner-id';
+/** How long stop() waits for a process to go after SIGKILL before it gives up (a process stuck in the kernel). */
+const KILL_WAIT_MS = 5000;
+
+/** One agent process of this platform, found by its marker. */
+interface FoundAgent {
+  pid: number;
+  workspaceId: string;
+  instanceId: string;
+}
+
+/**
  * Runs each workspace's agent as a local child process on a free loopback port. Children are detached and
- * logged to a file, so they outlive a platform restart; pid records let the next platform adopt or clean them.
+ * logged to a file, so they outlive a platform restart; pid records let the next platform adopt or clean them, and
+ * the marker every agent carries in its environment (OWNER_ENV) finds the ones no record names.
  */
 export class ProcessProvisioner implements Provisioner {
   readonly name = 'process';
@@ -62,12 +80,15 @@ export class ProcessProvisioner implements Provisioner {
   private readonly expectedExits = new Set<number>();
   private readonly children = new Map<number, ChildProcess>();
   private readonly pollers = new Map<string, NodeJS.Timeout>();
+  /** The value of OWNER_ENV in this platform's agents. */
+  private readonly ownerId: string;
 
   constructor(private readonly opts: ProcessProvisionerOptions) {
     this.recordsDir = path.join(opts.dataDir, 'process');
     this.logsDir = path.join(opts.dataDir, 'logs');
     fs.mkdirSync(this.recordsDir, { recursive: true });
     fs.mkdirSync(this.logsDir, { recursive: true });
+    this.ownerId = loadPlatformId(opts.dataDir, OWNER_ID_FILE);
     this.cgroups = opts.cgroups === 'off' ? { memory: false, cpu: false, version: null } : detectCgroups();
   }
 
@@ -95,8 +116,8 @@ export class ProcessProvisioner implements Provisioner {
 
   async start(spec: InstanceSpec): Promise<InstanceHandle> {
     const instanceId = instanceName(spec.workspaceId);
-    const existing = this.readRecord(instanceId);
-    if (existing?.pid && this.alive(existing)) await this.stop(instanceId);
+    // The recorded agent, and any the records lost (a platform killed between spawn and record): one agent per instance.
+    await this.stop(instanceId);
 
     const port = await freePort();
     const { memoryMb, cpus } = TIERS[spec.tier];
@@ -123,7 +144,7 @@ export class ProcessProvisioner implements Provisioner {
 
     const env: Record<string, string> = {};
     for (const k of PASS_ENV) if (process.env[k]) env[k] = process.env[k]!;
-    Object.assign(env, spec.env, { PORT: String(port), AGENT_HOST: '127.0.0.1' });
+    Object.assign(env, spec.env, { PORT: String(port), AGENT_HOST: '127.0.0.1', [OWNER_ENV]: this.ownerId });
 
     const child = spawn(command, args, { env, stdio: ['ignore', out, out], detached: true, cwd: this.opts.dataDir });
     fs.closeSync(out);
@@ -135,7 +156,12 @@ export class ProcessProvisioner implements Provisioner {
     child.unref();
     const pid = child.pid!;
     const record: PidRecord = { instanceId, workspaceId: spec.workspaceId, pid, port, startedAt: new Date().toISOString() };
-    this.writeRecord(record);
+    try {
+      this.writeRecord(record);
+    } catch (e) {
+      signalGroup(pid, 'SIGKILL'); // unrecorded, it would be an agent nobody knows of
+      throw new ProvisionError('START_FAILED', `could not record the agent process: ${(e as Error).message}`);
+    }
     this.children.set(pid, child);
     child.on('exit', (code, signal) => {
       this.children.delete(pid);
@@ -144,27 +170,46 @@ export class ProcessProvisioner implements Provisioner {
     return this.handle(record);
   }
 
+  /**
+   * Stops the recorded agent and any other agent of this instance the records lost. Bounded: SIGTERM, then SIGKILL
+   * after the grace period, then at most KILL_WAIT_MS more; a process still there after that is an error.
+   */
   async stop(instanceId: string): Promise<void> {
     const rec = this.readRecord(instanceId);
-    if (!rec?.pid) return;
-    const pid = rec.pid;
-    if (this.alive(rec)) {
-      this.expectedExits.add(pid);
-      // Our own child is gone only once reaped (its 'exit' event); until then it is a zombie that kill(0) still sees.
-      const child = this.children.get(pid);
-      let reaped = !child;
-      child?.once('exit', () => (reaped = true));
-      const gone = () => (child ? reaped : !this.alive(rec));
-      signalGroup(pid, 'SIGTERM');
-      signalGroup(pid, 'SIGCONT'); // a stopped (frozen) process must wake to handle SIGTERM
-      const deadline = Date.now() + (this.opts.stopGraceMs ?? 5000);
-      while (Date.now() < deadline && !gone()) await sleep(20);
-      if (!gone()) signalGroup(pid, 'SIGKILL');
-      while (!gone()) await sleep(20);
+    const targets = new Map<number, string>(); // pid → workspace id
+    if (rec?.pid && this.alive(rec)) targets.set(rec.pid, rec.workspaceId);
+    for (const a of this.scan()) if (a.instanceId === instanceId && !targets.has(a.pid)) targets.set(a.pid, a.workspaceId);
+    if (targets.size) {
+      const gone = new Map<number, () => boolean>();
+      for (const [pid, workspaceId] of targets) {
+        this.expectedExits.add(pid);
+        // Our own child is gone only once reaped (its 'exit' event); until then it is a zombie that kill(0) still sees.
+        const child = this.children.get(pid);
+        let reaped = !child;
+        child?.once('exit', () => (reaped = true));
+        gone.set(pid, () => (child ? reaped : !this.isAgent(pid, workspaceId)));
+      }
+      const left = () => [...gone].filter(([, g]) => !g()).map(([pid]) => pid);
+      const waitUntil = async (deadline: number) => {
+        while (Date.now() < deadline && left().length) await sleep(20);
+      };
+      for (const pid of targets.keys()) {
+        signalGroup(pid, 'SIGTERM');
+        signalGroup(pid, 'SIGCONT'); // a stopped (frozen) process must wake to handle SIGTERM
+      }
+      await waitUntil(Date.now() + (this.opts.stopGraceMs ?? 5000));
+      for (const pid of left()) signalGroup(pid, 'SIGKILL');
+      await waitUntil(Date.now() + KILL_WAIT_MS);
+      const stuck = left();
+      // A reaped child's exit consumed its entry already; nobody reports the others' exits (stray, polling stopped).
+      for (const pid of targets.keys()) this.expectedExits.delete(pid);
+      if (stuck.length) {
+        throw new Error(`agent process ${stuck.join(', ')} of ${instanceId} is still there ${KILL_WAIT_MS} ms after SIGKILL`);
+      }
     }
     this.stopPolling(instanceId);
     const now = this.readRecord(instanceId);
-    if (now && now.pid === pid) this.writeRecord({ ...now, pid: null });
+    if (now?.pid && targets.has(now.pid)) this.writeRecord({ ...now, pid: null });
   }
 
   async resume(_instanceId: string, spec: InstanceSpec): Promise<InstanceHandle> {
@@ -195,6 +240,7 @@ export class ProcessProvisioner implements Provisioner {
     return { state: 'stopped' };
   }
 
+  /** Every instance with a pid record, and every agent of this platform (by its marker) that no record names. */
   async list(): Promise<OwnedInstance[]> {
     const out: OwnedInstance[] = [];
     for (const f of fs.readdirSync(this.recordsDir)) {
@@ -202,6 +248,12 @@ export class ProcessProvisioner implements Provisioner {
       const rec = this.readRecord(f.slice(0, -5));
       if (!rec) continue;
       out.push({ instanceId: rec.instanceId, workspaceId: rec.workspaceId, state: (await this.inspect(rec.instanceId)).state });
+    }
+    const listed = new Set(out.map((o) => o.instanceId));
+    for (const a of this.scan()) {
+      if (listed.has(a.instanceId)) continue;
+      listed.add(a.instanceId);
+      out.push({ instanceId: a.instanceId, workspaceId: a.workspaceId, state: 'running' });
     }
     return out;
   }
@@ -264,20 +316,60 @@ export class ProcessProvisioner implements Provisioner {
 
   /** Alive and still ours: the pid could have been reused by an unrelated process after a reboot. */
   private alive(rec: PidRecord): boolean {
-    if (!rec.pid) return false;
+    return !!rec.pid && this.isAgent(rec.pid, rec.workspaceId);
+  }
+
+  /**
+   * Whether pid is a live agent of this platform for the workspace. A pid we may not signal (EPERM) belongs to
+   * another user, and our agents run as our user: not ours. Otherwise its environment decides: the workspace's id,
+   * and this platform's marker (absent only in agents started before there was one).
+   */
+  private isAgent(pid: number, workspaceId: string): boolean {
     try {
-      process.kill(rec.pid, 0);
-    } catch (e) {
-      return (e as NodeJS.ErrnoException).code === 'EPERM';
-    }
-    try {
-      const environ = fs.readFileSync(`/proc/${rec.pid}/environ`, 'latin1');
-      if (environ.includes(`WORKSPACE_ID=${rec.workspaceId}\0`)) return true;
-      // A zombie has an empty environ; a reused pid has someone else's.
-      return false;
+      process.kill(pid, 0);
     } catch {
-      return process.platform !== 'linux';
+      return false; // ESRCH: gone; EPERM: someone else's process
     }
+    if (process.platform !== 'linux') return true; // no /proc to tell: trust the record
+    const env = readEnviron(pid);
+    // A zombie has an empty environ; a reused pid has someone else's.
+    if (!env || env.get('WORKSPACE_ID') !== workspaceId) return false;
+    const owner = env.get(OWNER_ENV);
+    return owner === undefined || owner === this.ownerId;
+  }
+
+  /**
+   * This platform's agents, found by the marker in their environment rather than by the pid records. Only process
+   * group leaders count: agents are (they are spawned detached); what an agent runs inherits its environment but not
+   * its leadership, and goes with its group.
+   */
+  private scan(): FoundAgent[] {
+    if (process.platform !== 'linux') return [];
+    const marker = `${OWNER_ENV}=${this.ownerId}\0`;
+    const found: FoundAgent[] = [];
+    let entries: string[];
+    try {
+      entries = fs.readdirSync('/proc');
+    } catch {
+      return [];
+    }
+    for (const entry of entries) {
+      if (!/^\d+$/.test(entry)) continue;
+      const pid = Number(entry);
+      if (pid === process.pid) continue;
+      let raw: string;
+      try {
+        raw = fs.readFileSync(`/proc/${pid}/environ`, 'latin1');
+      } catch {
+        continue; // gone meanwhile, or another user's
+      }
+      if (!raw.includes(marker)) continue; // cheap test first; exact below
+      const env = parseEnviron(raw);
+      const workspaceId = env.get('WORKSPACE_ID');
+      if (env.get(OWNER_ENV) !== this.ownerId || !workspaceId || groupOf(pid) !== pid) continue;
+      if (this.isAgent(pid, workspaceId)) found.push({ pid, workspaceId, instanceId: instanceName(workspaceId) });
+    }
+    return found;
   }
 
   private handle(rec: PidRecord): InstanceHandle {
@@ -320,6 +412,34 @@ function exitReason(e: { code: number | null; signal: string | null; oom: boolea
   if (e.signal) return `killed by ${e.signal}`;
   if (e.code === null) return 'exited (status unknown: it died while the platform was not watching)';
   return `exited with code ${e.code}`;
+}
+
+function parseEnviron(raw: string): Map<string, string> {
+  const env = new Map<string, string>();
+  for (const kv of raw.split('\0')) {
+    const eq = kv.indexOf('=');
+    if (eq > 0 && !env.has(kv.slice(0, eq))) env.set(kv.slice(0, eq), kv.slice(eq + 1));
+  }
+  return env;
+}
+
+/** A process's environment as it was exec'd (Linux), or undefined when it cannot be read (gone, or not ours). */
+function readEnviron(pid: number): Map<string, string> | undefined {
+  try {
+    return parseEnviron(fs.readFileSync(`/proc/${pid}/environ`, 'latin1'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The process group of pid, from /proc/<pid>/stat (the fields after the command name, which may hold spaces). */
+function groupOf(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Children are process-group leaders (detached), so signal the group: the cgroup shell wrapper execs, but be sure. */
