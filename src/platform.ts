@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import type { Logger } from 'pino';
-import { createProvisioner } from './backends/index.js';
+import { selectBackend } from './backends/index.js';
 import type { Provisioner } from './backends/provisioner.js';
 import { joinCluster } from './core/cluster.js';
 import { loadConfig, type Config } from './core/config.js';
@@ -54,7 +54,7 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
     await store.close();
     throw e;
   });
-  const provisioner = opts.provisioner ?? (await createProvisioner(config, logger, { platformId }));
+  const { provisioner, selected } = opts.provisioner ? { provisioner: opts.provisioner, selected: undefined } : await selectBackend(config, logger, { platformId });
   logger.info({ backend: provisioner.describe() }, `backend: ${provisioner.name}`);
   const membership = new Membership({
     replicas: new ReplicaRepo(store.db),
@@ -101,7 +101,7 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
     mayAct: () => membership.isLeader(),
   });
   const metrics = createMetrics(workspaces, bus);
-  const app = await buildApp({ config, logger, store, workspaces, secrets, sealer, bus, svc, provisioner, metrics, version, cluster: () => membership.view() });
+  const app = await buildApp({ config, logger, store, workspaces, secrets, sealer, bus, svc, provisioner, metrics, version, cluster: () => membership.view(), backendSelected: selected });
 
   await app.listen({ port: config.port, host: config.host });
   const listenPort = () => {

@@ -1,7 +1,7 @@
-import { AGENT_ENV } from './contract.js';
+import { AGENT_ENV, AGENT_PORT } from './contract.js';
 import type { WorkspaceIdentity } from './workspace.js';
 
-export const DEFAULT_PORT = 8000;
+export const DEFAULT_PORT = AGENT_PORT;
 export const DEFAULT_HEARTBEAT_INTERVAL_S = 10;
 export const DEFAULT_HOST = '::';
 export const DEFAULT_OPENAI_MODEL = 'gpt-4o-mini';

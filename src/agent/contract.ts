@@ -3,6 +3,9 @@
  * and the bodies of the agent-facing registry calls. Keep this file free of platform or agent internals.
  */
 
+/** The port an agent serves A2A on inside its container or machine (PORT), unless told otherwise. */
+export const AGENT_PORT = 8000;
+
 /** Environment variables every backend sets for the agent (design.md, "The agent contract"). */
 export const AGENT_ENV = {
   workspaceId: 'WORKSPACE_ID',

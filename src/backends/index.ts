@@ -19,18 +19,28 @@ export interface ProvisionerOptions {
   platformId?: string;
 }
 
-/** Picks the backend named by CONTAINER_BACKEND. The only place that knows every backend. */
+/** A backend, and why it was chosen (for /healthz `backend.selected`). */
+export interface SelectedBackend {
+  provisioner: Provisioner;
+  selected: string;
+}
+
 export async function createProvisioner(config: Config, logger: Logger, opts: ProvisionerOptions = {}): Promise<Provisioner> {
+  return (await selectBackend(config, logger, opts)).provisioner;
+}
+
+/** Picks the backend named by CONTAINER_BACKEND. The only place that knows every backend. */
+export async function selectBackend(config: Config, logger: Logger, opts: ProvisionerOptions = {}): Promise<SelectedBackend> {
   switch (config.backend) {
     case 'process':
-      return new ProcessProvisioner({ dataDir: config.dataDir, logger });
+      return { provisioner: new ProcessProvisioner({ dataDir: config.dataDir, logger }), selected: 'CONTAINER_BACKEND=process' };
     case 'auto':
       return autoSelect(config, logger, opts);
     case 'docker': {
       const docker = await dockerProvisioner(config, logger, dockerSocketPath(config.docker.host), opts);
       const down = docker.unavailable();
       if (down) logger.error(`CONTAINER_BACKEND=docker: ${down}. Creating workspaces answers 503 until the engine answers.`);
-      return withSelection(docker, 'CONTAINER_BACKEND=docker');
+      return { provisioner: docker, selected: 'CONTAINER_BACKEND=docker' };
     }
     case 'flyio': {
       const fly = FlyProvisioner.fromConfig(config, logger, { platformId: opts.platformId });
@@ -40,20 +50,20 @@ export async function createProvisioner(config: Config, logger: Logger, opts: Pr
             'Set PLATFORM_URL to an address the machines can reach (a public https URL, or http://<platform-app>.internal:<port> when the platform runs on Fly); until then agents cannot register.',
         );
       }
-      return fly;
+      return { provisioner: fly, selected: 'CONTAINER_BACKEND=flyio' };
     }
   }
 }
 
 /** CONTAINER_BACKEND unset: Docker when an engine answers a ping quickly, else local processes. */
-async function autoSelect(config: Config, logger: Logger, opts: ProvisionerOptions): Promise<Provisioner> {
+async function autoSelect(config: Config, logger: Logger, opts: ProvisionerOptions): Promise<SelectedBackend> {
   let socket: string;
   try {
     socket = dockerSocketPath(config.docker.host);
   } catch (e) {
     const why = `${(e as ConfigError).message}, so no Docker engine was tried`;
     logger.info(`CONTAINER_BACKEND unset: using the process backend (${why})`);
-    return withSelection(new ProcessProvisioner({ dataDir: config.dataDir, logger }), `auto: ${why}`);
+    return { provisioner: new ProcessProvisioner({ dataDir: config.dataDir, logger }), selected: `auto: ${why}` };
   }
   const ping = await pingEngine(engineClient(socket), AUTO_PING_TIMEOUT_MS);
   let why: string;
@@ -64,7 +74,7 @@ async function autoSelect(config: Config, logger: Logger, opts: ProvisionerOptio
     // must not turn the walkthrough into a failed pull. CONTAINER_BACKEND=docker still uses it (and pulls).
     if (missing.length === 0) {
       logger.info(`CONTAINER_BACKEND unset: a Docker engine answers at unix://${socket}, using the docker backend`);
-      return withSelection(docker, `auto: a Docker engine answered at unix://${socket}`);
+      return { provisioner: docker, selected: `auto: a Docker engine answered at unix://${socket}` };
     }
     await docker.close();
     why = `a Docker engine answers at unix://${socket} but lacks the runtime image ${missing.join(', ')} (build it with npm run build:images, or set CONTAINER_BACKEND=docker to pull it)`;
@@ -72,7 +82,7 @@ async function autoSelect(config: Config, logger: Logger, opts: ProvisionerOptio
     why = `no Docker engine answered at unix://${socket} (${ping.error})`;
   }
   logger.info(`CONTAINER_BACKEND unset: using the process backend; ${why}`);
-  return withSelection(new ProcessProvisioner({ dataDir: config.dataDir, logger }), `auto: ${why}`);
+  return { provisioner: new ProcessProvisioner({ dataDir: config.dataDir, logger }), selected: `auto: ${why}` };
 }
 
 async function dockerProvisioner(config: Config, logger: Logger, socketPath: string, opts: ProvisionerOptions): Promise<DockerProvisioner> {
@@ -85,11 +95,4 @@ async function dockerProvisioner(config: Config, logger: Logger, socketPath: str
     pullTimeoutS: config.docker.pullTimeoutS,
     images: RUNTIMES.map((r) => imageFor(r, config.runtimeImage)),
   }).init();
-}
-
-/** /healthz shows why this backend was chosen. */
-function withSelection<P extends Provisioner>(p: P, selected: string): P {
-  const describe = p.describe.bind(p);
-  p.describe = () => ({ ...describe(), selected });
-  return p;
 }

@@ -1,13 +1,13 @@
 import type { Logger } from 'pino';
-import { AGENT_ENV } from '../agent/contract.js';
 import { ProvisionError, type InstanceSpec, type InstanceState, type Provisioner } from '../backends/provisioner.js';
 import type { SecretRepo, WorkspaceRepo } from '../store/repositories.js';
 import type { Config } from './config.js';
 import type { Sealer } from './crypto.js';
 import type { EventBus } from './events.js';
-import { imageFor } from './runtimes.js';
+import { buildInstanceSpec } from './instance-spec.js';
+import { restartDecision } from './restart-policy.js';
 import type { PlatformEvent, Workspace } from './types.js';
-import { secretAad, type WorkspaceService } from './workspaces.js';
+import type { WorkspaceService } from './workspaces.js';
 import { WorkQueue } from './work-queue.js';
 
 /** What set a reconcile off: a backend's news about the instance, or a request to look at the backend now. */
@@ -280,7 +280,7 @@ export class Reconciler {
     await this.d.workspaces.update(id, { agentUrl: null });
     let spec: InstanceSpec;
     try {
-      spec = await this.spec(ws, tokens);
+      spec = await buildInstanceSpec(ws, tokens, { ...this.d, platformUrl: await this.d.platformUrl() });
     } catch (e) {
       // E.g. the address agents reach the platform on could not be set up (the backend's engine is down).
       const reason = e instanceof ProvisionError ? `${e.code}: ${e.message}` : `could not prepare the instance: ${(e as Error).message}`;
@@ -336,44 +336,6 @@ export class Reconciler {
     }
   }
 
-  /** The complete environment and shape of the instance. Reserved contract variables always win. */
-  private async spec(ws: Workspace, tokens: { workspace: string; agent: string }): Promise<InstanceSpec> {
-    const env: Record<string, string> = { ...ws.env };
-    const secretKeys = new Set<string>();
-    for (const scope of ['global', ws.id]) {
-      for (const s of await this.d.secrets.list(scope)) {
-        env[s.key] = this.d.sealer.open(s.sealed, secretAad(scope, s.key));
-        secretKeys.add(s.key);
-      }
-    }
-    const contract = {
-      [AGENT_ENV.workspaceId]: ws.id,
-      [AGENT_ENV.workspaceName]: ws.name,
-      [AGENT_ENV.workspaceRole]: ws.role,
-      [AGENT_ENV.workspaceRuntime]: ws.runtime,
-      [AGENT_ENV.workspaceTier]: String(ws.tier),
-      [AGENT_ENV.platformUrl]: await this.d.platformUrl(),
-      [AGENT_ENV.workspaceToken]: tokens.workspace,
-      [AGENT_ENV.agentToken]: tokens.agent,
-      [AGENT_ENV.region]: ws.region ?? this.d.provisioner.defaultRegion,
-      [AGENT_ENV.heartbeatIntervalS]: String(this.d.config.timing.heartbeatIntervalS),
-      [AGENT_ENV.port]: '8000',
-    };
-    Object.assign(env, contract);
-    for (const k of Object.keys(contract)) secretKeys.delete(k);
-    secretKeys.add(AGENT_ENV.workspaceToken).add(AGENT_ENV.agentToken);
-    return {
-      workspaceId: ws.id,
-      name: ws.name,
-      runtime: ws.runtime,
-      tier: ws.tier,
-      region: ws.region,
-      image: imageFor(ws.runtime, this.d.config.runtimeImage),
-      env,
-      secretKeys: [...secretKeys],
-    };
-  }
-
   /** Destroys the instance of a `removing` workspace; on failure it stays `removing` and is tried again. */
   private async destroy(ws: Workspace): Promise<void> {
     try {
@@ -420,28 +382,20 @@ export class Reconciler {
    * does not count toward the crash loop and is retried for as long as it lasts, backing off up to the maximum.
    */
   private async markOffline(ws: Workspace, reason: string, opts: { outage?: boolean } = {}): Promise<void> {
-    const t = this.d.config.timing;
     const now = Date.now();
-    let recent = ws.restarts.filter((at) => now - Date.parse(at) < t.crashWindowMs);
-    let backoffStep = recent.length;
-    if (opts.outage) {
-      // The automatic restart that ran into the outage does not count either.
-      if (ws.statusReason?.startsWith('automatic restart')) recent = recent.slice(0, -1);
-      backoffStep = this.outageAttempts.get(ws.id) ?? 0;
-      this.outageAttempts.set(ws.id, backoffStep + 1);
-    } else this.outageAttempts.delete(ws.id);
-    if (!opts.outage && recent.length >= t.crashLoopMax) {
-      const mins = Math.round(t.crashWindowMs / 60000);
-      const why = `crash loop: the agent stopped ${recent.length + 1} times within ${mins} min; last: ${reason}`;
+    const outageAttempts = this.outageAttempts.get(ws.id) ?? 0;
+    if (opts.outage) this.outageAttempts.set(ws.id, outageAttempts + 1);
+    else this.outageAttempts.delete(ws.id);
+    const d = restartDecision(ws, reason, this.d.config.timing, now, opts.outage ? { outageAttempts } : undefined);
+    if (d.kind === 'crash loop') {
       if (ws.status !== 'offline' && !(await this.d.svc.transition(ws, 'offline', reason, { pendingLaunch: null }))) return;
-      await this.d.svc.transition(ws, 'failed', why, { nextRestartAt: null });
+      await this.d.svc.transition(ws, 'failed', d.why, { nextRestartAt: null });
       return;
     }
-    const delay = Math.min(t.restartBackoffMs * 2 ** backoffStep, t.restartBackoffMaxMs);
-    const next = new Date(now + delay).toISOString();
-    if (ws.status === 'offline') await this.d.workspaces.update(ws.id, { nextRestartAt: next, restarts: recent });
-    else if (!(await this.d.svc.transition(ws, 'offline', `${reason}; restarting in ${(delay / 1000).toFixed(1)} s`, { nextRestartAt: next, restarts: recent, pendingLaunch: null }))) return;
-    this.queue.addAt(ws.id, {}, now + delay + 1);
+    const next = new Date(now + d.delayMs).toISOString();
+    if (ws.status === 'offline') await this.d.workspaces.update(ws.id, { nextRestartAt: next, restarts: d.recent });
+    else if (!(await this.d.svc.transition(ws, 'offline', `${reason}; restarting in ${(d.delayMs / 1000).toFixed(1)} s`, { nextRestartAt: next, restarts: d.recent, pendingLaunch: null }))) return;
+    this.queue.addAt(ws.id, {}, now + d.delayMs + 1);
   }
 
   /** Restarts an `offline` workspace whose backoff has passed, and launches at once. */
@@ -460,7 +414,7 @@ export class Reconciler {
 
   /**
    * Destroys instances of this cluster that no live workspace claims: their workspace was removed, is unknown, or
-   * now has another instance. Instances of `provisioning` workspaces are left alone: a launch adopts or replaces them.
+   * now has another instance, or a launch that made it was interrupted (a dead leader's) and the next replaces it.
    */
   async sweepOrphans(): Promise<void> {
     const { provisioner, logger } = this.d;

@@ -13,6 +13,12 @@ import type { EventBus } from './events.js';
 import { ACTIONS, canTransition, ROUTABLE, type Action } from './status.js';
 import type { LaunchKind, Tier, Workspace, WorkspaceStatus } from './types.js';
 
+/** The same variables with the same values, whatever their order. */
+function sameEnv(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => Object.hasOwn(b, k) && b[k] === a[k]);
+}
+
 /** How long a pause request waits to hear that the instance is stopped. */
 const PAUSE_WAIT_MS = 15_000;
 
@@ -187,7 +193,7 @@ export class WorkspaceService {
       if (ws.status === 'removing') throw new ApiError(409, 'invalid_state', `workspace ${id} is being removed`);
       const affectsInstance =
         (input.tier !== undefined && input.tier !== ws.tier) ||
-        (input.env !== undefined && JSON.stringify(input.env) !== JSON.stringify(ws.env)) ||
+        (input.env !== undefined && !sameEnv(input.env, ws.env)) ||
         (input.name !== undefined && input.name !== ws.name) ||
         (input.role !== undefined && input.role !== ws.role);
       if (input.tier !== undefined) {
@@ -364,7 +370,8 @@ export class WorkspaceService {
     return { workspace_id: ws.id, status, heartbeat_interval_s: this.d.config.timing.heartbeatIntervalS };
   }
 
-  private async byWorkspaceToken(token: string | undefined): Promise<Workspace> {
+  /** The live workspace a workspace token belongs to; 401, 403 or 410 (ApiError) for any other credential. */
+  async byWorkspaceToken(token: string | undefined): Promise<Workspace> {
     if (!token) throw new ApiError(401, 'missing_token', 'Authorization: Bearer <workspace token> is required');
     if (this.d.config.adminToken && safeEqual(token, this.d.config.adminToken)) {
       throw new ApiError(403, 'wrong_token', 'the admin token does not identify a workspace; agents use their MOLECULE_WORKSPACE_TOKEN');

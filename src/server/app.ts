@@ -45,6 +45,8 @@ export interface AppDeps {
   version: string;
   /** This replica's view of the cluster (replicas seen within the lease TTL, the reconciler's holder). */
   cluster: () => Promise<ClusterView>;
+  /** Why this backend was chosen (CONTAINER_BACKEND, or what auto-selection found), for /healthz. */
+  backendSelected?: string;
 }
 
 export type App = FastifyInstance<any, any, any, any, ZodTypeProvider>;

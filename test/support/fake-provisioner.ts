@@ -62,7 +62,8 @@ export class FakeProvisioner implements Provisioner {
       if (!sticky) this.failStart = undefined;
       throw error;
     }
-    spec.progress?.('fake instance created');
+    // Several steps in one tick, as a backend reporting a fast boot would: the timeline must keep their order.
+    for (const step of ['fake image ready', 'fake instance created', 'fake instance booted']) spec.progress?.(step);
     const inst = reuse ?? { id: `fake-${++this.seq}`, workspaceId: spec.workspaceId, state: 'running' as const, env: {} };
     inst.state = 'running';
     inst.env = spec.env;

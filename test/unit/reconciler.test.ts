@@ -1,85 +1,15 @@
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ProvisionError } from '../../src/backends/provisioner.js';
-import { loadConfig, type Config } from '../../src/core/config.js';
-import { Sealer } from '../../src/core/crypto.js';
-import { EventBus } from '../../src/core/events.js';
 import { Membership } from '../../src/core/membership.js';
-import { Reconciler } from '../../src/core/reconciler.js';
-import { WorkspaceService } from '../../src/core/workspaces.js';
 import type { Workspace } from '../../src/core/types.js';
 import { LeaseRepo, ReplicaRepo } from '../../src/store/cluster-repos.js';
 import { openStore, type Store } from '../../src/store/db.js';
-import { EventRepo, SecretRepo, TokenRepo, WorkspaceRepo } from '../../src/store/repositories.js';
-import { FakeProvisioner } from '../support/fake-provisioner.js';
 import { waitFor } from '../support/harness.js';
+import { closeWorlds, onCleanup, ready, silentLogger, world } from '../support/world.js';
 
-const logger = pino({ level: 'silent' });
-const KEY = Buffer.alloc(32, 7).toString('base64');
-const closers: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of closers.splice(0).reverse()) await c();
-});
+afterEach(closeWorlds);
+const logger = silentLogger;
 
-/** The lifecycle with no platform: an in-memory SQLite store, a fake backend, and the reconciler under test. */
-async function world(timing: Partial<Config['timing']> = {}, store?: Store) {
-  const s = store ?? (await openStore({ dataDir: '', memory: true }));
-  const config = loadConfig({ CONTAINER_BACKEND: 'process' });
-  Object.assign(config.timing, {
-    heartbeatTtlMs: 60_000,
-    provisionTimeoutMs: 60_000,
-    livenessIntervalMs: 20,
-    restartBackoffMs: 10,
-    restartBackoffMaxMs: 80,
-    crashWindowMs: 60_000,
-    crashLoopMax: 3,
-    probeConfirmations: 2,
-    ...timing,
-  });
-  const sealer = Sealer.load('/nonexistent', KEY);
-  const workspaces = new WorkspaceRepo(s.db);
-  const secrets = new SecretRepo(s.db);
-  const bus = new EventBus(new EventRepo(s.db));
-  const provisioner = new FakeProvisioner();
-  const svc = new WorkspaceService({ config, db: s.db, workspaces, tokens: new TokenRepo(s.db), secrets, bus, provisioner, sealer, logger });
-  const probe = { ok: false, calls: 0 };
-  let leader = true;
-  const reconciler = new Reconciler({
-    config,
-    workspaces,
-    secrets,
-    bus,
-    provisioner,
-    sealer,
-    logger,
-    svc,
-    platformUrl: () => 'http://platform.invalid',
-    mayAct: () => leader,
-    probe: async () => (probe.calls++, probe.ok),
-  });
-  closers.push(async () => {
-    await reconciler.close();
-    svc.close();
-    if (!store) await s.close();
-  });
-  const get = async (id: string) => (await svc.find(id))!;
-  const create = async (name = 'w', extra: Record<string, unknown> = {}) => (await svc.create({ name, runtime: 'hermes', tier: 2, ...extra })).workspace.id;
-  /** The agent of the workspace's current instance registers, as a booted agent would. */
-  const register = async (id: string) => {
-    const ws = await get(id);
-    const inst = provisioner.instances.get(ws.instanceId!)!;
-    return svc.register(inst.env.MOLECULE_WORKSPACE_TOKEN, { url: ws.instance!.url!, agent_card: { name: ws.name } });
-  };
-  const statuses = async (id: string) =>
-    (await bus.history({ workspaceId: id })).filter((e) => e.type === 'workspace.status').map((e) => `${e.data.to}`);
-  return { store: s, config, svc, reconciler, provisioner, bus, probe, get, create, register, statuses, setLeader: (v: boolean) => (leader = v) };
-}
-
-const ready = async (w: Awaited<ReturnType<typeof world>>, id: string) => {
-  await w.reconciler.reconcileWorkspace(id);
-  await w.register(id);
-  return w.get(id);
-};
 
 describe('reconciler: provisioning', () => {
   it('launches what a new workspace waits for, with fresh tokens, and the agent registering makes it ready', async () => {
@@ -307,7 +237,7 @@ describe('reconciler lease', () => {
 
   it('is held by exactly one replica, and taken over once the holder stops renewing', async () => {
     const store = await openStore({ dataDir: '', memory: true });
-    closers.push(() => store.close());
+    onCleanup(() => store.close());
     const clock = { now: 1_000_000 };
     const make = await members(store, 3000, clock);
     const a = make();
@@ -333,7 +263,7 @@ describe('reconciler lease', () => {
 
   it('gives the lease up at once on a clean leave', async () => {
     const store = await openStore({ dataDir: '', memory: true });
-    closers.push(() => store.close());
+    onCleanup(() => store.close());
     const clock = { now: 5_000_000 };
     const make = await members(store, 15_000, clock);
     const a = make();
@@ -348,13 +278,13 @@ describe('reconciler lease', () => {
 
   it('refuses a replica with another backend, and a second process-backend replica', async () => {
     const store = await openStore({ dataDir: '', memory: true });
-    closers.push(() => store.close());
+    onCleanup(() => store.close());
     const clock = { now: Date.now() };
     const make = await members(store, 15_000, clock);
     await make('flyio').join(null);
     await expect(make('docker').join(null)).rejects.toThrow(/drives the flyio backend, this one docker/);
     const store2 = await openStore({ dataDir: '', memory: true });
-    closers.push(() => store2.close());
+    onCleanup(() => store2.close());
     const make2 = await members(store2, 15_000, clock);
     await make2('process').join(null);
     await expect(make2('process').join(null)).rejects.toThrow(/process backend runs one replica per database/);
@@ -362,7 +292,7 @@ describe('reconciler lease', () => {
 
   it('lets only one of two process-backend replicas started at the same moment join', async () => {
     const store = await openStore({ dataDir: '', memory: true });
-    closers.push(() => store.close());
+    onCleanup(() => store.close());
     const clock = { now: Date.now() };
     const make = await members(store, 300, clock);
     const [a, b] = [make('process'), make('process')];
@@ -377,7 +307,7 @@ describe('reconciler lease', () => {
 
   it('a new holder finishes what the old one left half done: the instance of an interrupted launch is destroyed, the workspace launched once', async () => {
     const store = await openStore({ dataDir: '', memory: true });
-    closers.push(() => store.close());
+    onCleanup(() => store.close());
     const a = await world({}, store);
     const id = await a.create();
     // A asked the backend for the instance, then died before recording it.

@@ -18,6 +18,7 @@ import {
 import { instanceName, loadPlatformId } from '../naming.js';
 import { engineClient, engineFailure, pingEngine, statusOf } from './engine.js';
 import { demuxLines } from './logs.js';
+import { AGENT_PORT } from '../../agent/contract.js';
 
 const LABELS = {
   managed: 'molecule.managed',
@@ -27,8 +28,8 @@ const LABELS = {
   tier: 'molecule.tier',
 } as const;
 
-/** The port every runtime image serves A2A on inside the container. */
-export const AGENT_PORT = 8000;
+/** The port every runtime image serves A2A on inside the container: the agent contract's. */
+export { AGENT_PORT };
 
 export interface DockerProvisionerOptions {
   /** The engine's unix socket (from DOCKER_HOST). */

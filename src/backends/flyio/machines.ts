@@ -1,6 +1,7 @@
 import { instanceName, loadPlatformId as loadSharedPlatformId } from '../naming.js';
 import type { InstanceStateName } from '../provisioner.js';
 import type { FlyMachine, FlyMachineConfig, FlyMachineEvent } from './client.js';
+import { AGENT_PORT } from '../../agent/contract.js';
 
 /** Helpers about machines as this backend sees them: names, metadata, state mapping, reasons from events. */
 
@@ -10,8 +11,8 @@ export const META = {
   provisionId: 'molecule_provision_id',
 } as const;
 
-/** The port the agent listens on inside a machine (services[].internal_port). */
-export const AGENT_PORT = 8000;
+/** The port the agent listens on inside a machine (services[].internal_port): the agent contract's. */
+export { AGENT_PORT };
 
 /** `ws-<first 12 hex of the workspace id>` (unique per app on Fly, so also a duplicate guard). */
 export const machineName = instanceName;

@@ -9,7 +9,7 @@ export function healthRoutes(deps: AppDeps): FastifyPluginAsync {
       version: deps.version,
       pid: process.pid,
       uptime_s: Math.round(process.uptime()),
-      backend: deps.provisioner.describe(),
+      backend: { ...deps.provisioner.describe(), ...(deps.backendSelected ? { selected: deps.backendSelected } : {}) },
       database: { kind: deps.store.kind, location: deps.store.location },
       workspaces: await deps.workspaces.countByStatus(),
       cluster: await deps.cluster(),
