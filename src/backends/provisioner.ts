@@ -139,6 +139,8 @@ export type ProvisionErrorCode =
   | 'INVALID_CONFIG'
   | 'BACKEND_UNAVAILABLE'
   | 'START_FAILED'
+  /** An instance that would not go away (e.g. still being destroyed after the backend's wait); retryable. */
+  | 'DESTROY_FAILED'
   | 'NOT_FOUND';
 
 /** A backend failure with a typed code and a reason a person can act on. */

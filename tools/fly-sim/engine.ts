@@ -97,6 +97,8 @@ export interface SimTiming {
   replacingMs: number;
   /** How long a destroyed machine stays visible (state `destroyed`) before GET answers 404. Default 2000. */
   destroyedVisibleMs: number;
+  /** Extra time a destroy spends in `destroying` after the process is gone (a slow host). Default 0. */
+  slowDestroyMs: number;
   /** Delay before a restart-policy restart after the process exited. Default 200. */
   restartBackoffMs: number;
   /** With services or checks, `started` waits until the internal port accepts connections, at most this long
@@ -112,6 +114,7 @@ export const DEFAULT_TIMING: SimTiming = {
   stillActiveMs: 400,
   replacingMs: 100,
   destroyedVisibleMs: 2000,
+  slowDestroyMs: 0,
   restartBackoffMs: 200,
   portTimeoutMs: 30_000,
   defaultLeaseTtlS: 30,
@@ -853,6 +856,7 @@ export class Engine {
     if (states.length) ms = ms.filter((m) => states.includes(m.state));
     for (const [k, v] of meta) ms = ms.filter((m) => m.config.metadata?.[k] === v);
     ms.sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
+    if (this.faults.take(['list_order'], { action: 'list', app })) ms.reverse();
     return ms.map((m) => this.machineJson(m, { summary }));
   }
 
@@ -1148,6 +1152,7 @@ export class Engine {
     const proc = m.proc;
     void (async () => {
       if (proc?.alive) await proc.kill();
+      if (this.timing.slowDestroyMs > 0) await clockSleep(this.clock, this.timing.slowDestroyMs);
       if (m.epoch !== epoch) return;
       m.destroyedAt = this.clock.now();
       this.transition(m, 'destroyed', 'destroy', 'flyd');

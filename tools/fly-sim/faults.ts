@@ -82,7 +82,14 @@ export type FaultSpec =
   /** This image (exact reference, or repository without tag) cannot be pulled: machines end in `failed`. */
   | { kind: 'unpullable_image'; image: string }
   /** Every boot waits this long in `starting` before the process is spawned (sets settings.slowBootMs). */
-  | { kind: 'slow_boot'; ms: number };
+  | { kind: 'slow_boot'; ms: number }
+  /**
+   * The request is carried out (its change applied), then its answer is lost: the client gets `status` (default
+   * 503) instead — the ambiguous failure of any mutation (reference §1), as `create_timeout` is for create.
+   */
+  | ({ kind: 'lost_response'; action: Action | '*'; status?: 408 | 500 | 502 | 503 | 504; count?: number | null } & Scope)
+  /** List answers newest first instead of in creation order (Fly documents no order). Default: until cleared. */
+  | { kind: 'list_order'; order: 'newest_first'; app?: string; count?: number | null };
 
 export interface ActiveFault {
   id: number;
@@ -99,7 +106,7 @@ export interface FaultContext {
   region?: string;
 }
 
-const DEFAULT_UNTIL_CLEARED = new Set(['insufficient_capacity', 'unpullable_image', 'slow_boot']);
+const DEFAULT_UNTIL_CLEARED = new Set(['insufficient_capacity', 'unpullable_image', 'slow_boot', 'list_order']);
 
 export class FaultRegistry {
   private seq = 0;
@@ -160,7 +167,10 @@ function matches(spec: FaultSpec, ctx: FaultContext): boolean {
     case 'status':
     case 'rate_limit':
     case 'server_error':
+    case 'lost_response':
       return spec.action === '*' || spec.action === ctx.action;
+    case 'list_order':
+      return ctx.action === 'list';
     case 'create_timeout':
       return ctx.action === 'create';
     case 'insufficient_capacity':
@@ -209,15 +219,23 @@ export function validateFaultSpec(spec: unknown): asserts spec is FaultSpec {
     case 'slow_boot':
       need(typeof s.ms === 'number' && s.ms >= 0, 'ms must be a number >= 0');
       break;
+    case 'lost_response':
+      need(actionOk(s.action), `action must be "*" or one of ${ACTIONS.join(', ')}`);
+      need(s.status === undefined || [408, 500, 502, 503, 504].includes(s.status as number), 'status must be 408, 500, 502, 503 or 504');
+      break;
+    case 'list_order':
+      need(s.order === 'newest_first', 'order must be "newest_first"');
+      break;
     default:
       throw new Error(
-        `unknown fault kind ${JSON.stringify(s.kind)}; one of status, rate_limit, server_error, create_timeout, insufficient_capacity, insufficient_memory, unpullable_image, slow_boot`,
+        `unknown fault kind ${JSON.stringify(s.kind)}; one of status, rate_limit, server_error, create_timeout, insufficient_capacity, insufficient_memory, unpullable_image, slow_boot, lost_response, list_order`,
       );
   }
 }
 
 /** The HTTP answer for a status-type fault. */
 export function statusFaultResponse(spec: FaultSpec): { status: number; body: unknown; contentType: string } {
+  if (spec.kind === 'lost_response') return statusFaultResponse({ kind: 'status', action: spec.action, status: spec.status ?? 503 });
   if (spec.kind === 'rate_limit') return { status: 429, body: { error: 'rate limit exceeded' }, contentType: 'application/json' };
   const status = spec.kind === 'server_error' ? (spec.status ?? 503) : spec.kind === 'status' ? spec.status : 500;
   if (spec.kind === 'status' && spec.body !== undefined) return { status, body: spec.body, contentType: 'text/plain; charset=utf-8' };

@@ -59,6 +59,8 @@ export interface FaultController {
   rateLimit(action: Action | '*', count?: number, scope?: { app?: string; machine?: string }): number;
   /** The next `count` requests of `action` answer `status` (500/502/503/504). */
   serverError(action: Action | '*', count?: number, status?: 500 | 502 | 503 | 504, scope?: { app?: string; machine?: string }): number;
+  /** The next `count` requests of `action` are carried out, then answer `status` (default 503) instead. */
+  lostResponse(action: Action | '*', count?: number, status?: 408 | 500 | 502 | 503 | 504, scope?: { app?: string; machine?: string }): number;
   /** The next `count` creates commit the machine, then answer 408. */
   createTimeout(count?: number, opts?: { app?: string; delayMs?: number }): number;
   /** Creates in `region` answer 503 insufficient_capacity (until cleared, or `count` times). */
@@ -168,6 +170,19 @@ export async function startFlySim(opts: FlySimOptions = {}): Promise<FlySim> {
       const scope = action === 'regions' || action === 'apps_list' ? 'global' : APP_LEVEL_ACTIONS.has(action) ? `app:${params.app}` : `machine:${params.app}/${params.id}`;
       if (!engine.rateLimiter.take(action, scope)) return reply.code(429).send({ error: 'rate limit exceeded' });
     }
+    // The handler runs (the change happens); onSend then swaps its answer for the failure.
+    const lost = engine.faults.take(['lost_response'], { action, app: params.app, machine: params.id });
+    if (lost) lostAnswers.set(req, lost);
+  });
+
+  const lostAnswers = new WeakMap<FastifyRequest, FaultSpec>();
+  app.addHook('onSend', async (req, reply, payload) => {
+    const lost = lostAnswers.get(req);
+    if (!lost) return payload;
+    lostAnswers.delete(req);
+    const r = statusFaultResponse(lost);
+    reply.code(r.status).type(r.contentType);
+    return typeof r.body === 'string' ? r.body : JSON.stringify(r.body);
   });
 
   app.addHook('onResponse', async (req, reply) => {
@@ -416,6 +431,7 @@ export async function startFlySim(opts: FlySimOptions = {}): Promise<FlySim> {
     clear: (id) => engine.faults.clear(id),
     rateLimit: (action, count = 1, scope = {}) => engine.faults.add({ kind: 'rate_limit', action, count, ...scope }),
     serverError: (action, count = 1, status = 503, scope = {}) => engine.faults.add({ kind: 'server_error', action, count, status, ...scope }),
+    lostResponse: (action, count = 1, status = 503, scope = {}) => engine.faults.add({ kind: 'lost_response', action, count, status, ...scope }),
     createTimeout: (count = 1, o = {}) => engine.faults.add({ kind: 'create_timeout', count, ...o }),
     insufficientCapacity: (region, count) => engine.faults.add({ kind: 'insufficient_capacity', region, count: count ?? null }),
     insufficientMemory: (action = 'create', count = 1, scope = {}) => engine.faults.add({ kind: 'insufficient_memory', action, count, ...scope }),

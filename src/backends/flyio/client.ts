@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { ClientRateLimiter, FLY_LIMITS, type RateLimits } from './ratelimit.js';
@@ -5,9 +6,15 @@ import { ClientRateLimiter, FLY_LIMITS, type RateLimits } from './ratelimit.js';
 /**
  * A small Fly Machines API client (reference: /work/shared/reference/fly-machines-api.md; official spec
  * fly-machines-openapi3.json). It owns the transport rules every caller would otherwise get wrong: the
- * bearer token, typed errors that keep `fly-request-id`, retries with backoff and jitter on 408/429/5xx and
- * network errors, client-side rate limits, `/wait` in ≤ 60 s slices, leases, idempotent create, and the
- * transient 412s of `start`.
+ * bearer token, typed errors that keep `fly-request-id`, retries with backoff and jitter, client-side rate limits,
+ * `/wait` in ≤ 60 s slices, leases, idempotent create, and the transient 412s of `start`.
+ *
+ * What is sent again: a 429 always (Fly refuses it before doing anything). After a failure that may have been
+ * applied (408, 5xx, network — "ambiguous"), only what is idempotent: GETs and DELETEs (destroy, lease release,
+ * secret delete) and the secrets write. Every other call is made idempotent by looking first, or not resent at
+ * all: create (by its metadata), lease acquisition (by a token in its description), update (by the version under
+ * our lease), start and stop (by the machine's state); restart and signal are never resent. Each method says why.
+ * An operation that retries has one deadline for all of it: the calls inside it do not bring loops of their own.
  */
 
 export const DEFAULT_API_BASE = 'https://api.machines.dev';
@@ -131,8 +138,9 @@ export class FlyApiError extends Error {
     return this.status === 0 || this.status === 408 || this.status === 429 || this.status >= 500;
   }
 
-  /** A failure after which a create may or may not have happened. */
+  /** A failure after which the request may or may not have been applied (never a 429 or a capacity answer). */
   get ambiguous(): boolean {
+    if (this.isCapacity) return false;
     return this.status === 0 || this.status === 408 || this.status >= 500;
   }
 
@@ -208,7 +216,23 @@ interface CallOptions {
   signal?: AbortSignal;
   /** false: one attempt only; an object: a different policy for this call. */
   retry?: boolean | Partial<RetryPolicy>;
+  /**
+   * Whether sending it again after an ambiguous failure (408, 5xx, network: it may have been applied) is harmless.
+   * Default: GET and DELETE yes, anything else no. A 429 is sent again either way (nothing happened).
+   */
+  idempotent?: boolean;
+  /** Epoch ms: the deadline of the whole operation this call belongs to. No retry starts (or sleeps) past it. */
+  deadline?: number;
 }
+
+/** The retry policy of a look after an ambiguous failure: short, it only decides what to do next. */
+const LOOK: Partial<RetryPolicy> = { maxAttempts: 3, maxElapsedMs: 5000 };
+/** A start has landed (the machine is on its way up, or up). */
+const STARTED_LIKE = new Set(['starting', 'started']);
+/** A stop has landed, or the machine is down anyway. */
+const STOPPED_LIKE = new Set(['stopping', 'stopped', 'suspending', 'suspended', 'destroying', 'destroyed']);
+/** A restart has landed and is under way. */
+const RESTARTING = new Set(['restarting', 'starting']);
 
 interface Answer<T> {
   status: number;
@@ -242,23 +266,23 @@ export class FlyClient {
   /** GET …/machines with `metadata.<k>=<v>` filters (all must match). Destroyed machines are not listed. */
   async list(
     filter: { metadata?: Record<string, string>; state?: string[]; region?: string; includeDeleted?: boolean } = {},
-    opts: { retry?: boolean; signal?: AbortSignal } = {},
+    opts: { retry?: boolean; signal?: AbortSignal; deadline?: number } = {},
   ): Promise<FlyMachine[]> {
     const query: Query = {};
     for (const [k, v] of Object.entries(filter.metadata ?? {})) query[`metadata.${k}`] = v;
     if (filter.state?.length) query.state = filter.state.join(',');
     if (filter.region) query.region = filter.region;
     if (filter.includeDeleted) query.include_deleted = true;
-    const r = await this.call<FlyMachine[]>('GET', this.machinesPath(), { action: 'list', query, retry: opts.retry, signal: opts.signal });
+    const r = await this.call<FlyMachine[]>('GET', this.machinesPath(), { action: 'list', query, retry: opts.retry, signal: opts.signal, deadline: opts.deadline });
     return Array.isArray(r.body) ? r.body : [];
   }
 
-  async get(id: string, opts: { retry?: boolean | Partial<RetryPolicy>; signal?: AbortSignal } = {}): Promise<FlyMachine> {
-    return (await this.call<FlyMachine>('GET', this.machinePath(id), { action: 'get', machineId: id, retry: opts.retry, signal: opts.signal })).body;
+  async get(id: string, opts: { retry?: boolean | Partial<RetryPolicy>; signal?: AbortSignal; deadline?: number } = {}): Promise<FlyMachine> {
+    return (await this.call<FlyMachine>('GET', this.machinePath(id), { action: 'get', machineId: id, retry: opts.retry, signal: opts.signal, deadline: opts.deadline })).body;
   }
 
   /** GET, with 404 (and a machine that is already `destroyed`) as null. */
-  async find(id: string, opts: { retry?: boolean | Partial<RetryPolicy> } = {}): Promise<FlyMachine | null> {
+  async find(id: string, opts: { retry?: boolean | Partial<RetryPolicy>; deadline?: number } = {}): Promise<FlyMachine | null> {
     try {
       const m = await this.get(id, opts);
       return m.state === 'destroyed' ? null : m;
@@ -278,74 +302,155 @@ export class FlyClient {
     for (const [k, v] of Object.entries(identity)) {
       if (req.config.metadata?.[k] !== v) throw new Error(`create: identity ${k}=${v} must be in config.metadata`);
     }
-    const started = Date.now();
     const p = this.retryPolicy;
+    // One deadline for the creates and the look-ups between them.
+    const deadline = Date.now() + p.maxElapsedMs;
     for (let attempt = 1; ; attempt++) {
       try {
         const r = await this.call<FlyMachine>('POST', this.machinesPath(), { action: 'create', body: req, retry: false });
         return { machine: r.body, adopted: false, attempts: attempt };
       } catch (e) {
         if (!(e instanceof FlyApiError) || !e.retryable) throw e;
-        const last = attempt >= p.maxAttempts || Date.now() - started > p.maxElapsedMs;
         this.opts.logger?.warn({ err: e.message, status: e.status, fly_request_id: e.flyRequestId, attempt }, 'fly create failed; checking whether the machine exists');
-        // Did it happen anyway? Ask before creating again (a 429 is checked too: it costs one list call).
-        const found = await this.findByMetadata(identity);
+        // Did it happen anyway? Ask before creating again (a 429 is checked too: a machine of an earlier ambiguous
+        // attempt may only show up now). The look is made even at the deadline: a create that happened is adopted.
+        const found = await this.findByMetadata(identity, { deadline });
         if (found) return { machine: found, adopted: true, attempts: attempt };
-        if (last) throw e;
-        await sleep(backoff(attempt, e.status === 429 ? { ...p, baseDelayMs: Math.max(p.baseDelayMs, 500) } : p));
+        const delay = backoff(attempt, e.status === 429 ? { ...p, baseDelayMs: Math.max(p.baseDelayMs, 500) } : p);
+        if (attempt >= p.maxAttempts || Date.now() + delay > deadline) throw e;
+        await sleep(delay);
       }
     }
   }
 
-  /** The oldest live machine carrying all of `metadata`, or null. Machines can take a moment to show up after a create. */
-  async findByMetadata(metadata: Record<string, string>, attempts = 2): Promise<FlyMachine | null> {
+  /**
+   * The oldest live machine carrying all of `metadata`, or null. Fly documents no order for its list, so the oldest
+   * is picked by `created_at` (second resolution: machines created in the same second keep the API's order).
+   * Machines can take a moment to show up after a create: an empty answer is asked again (`attempts`, default 2).
+   */
+  async findByMetadata(metadata: Record<string, string>, opts: { attempts?: number; deadline?: number } = {}): Promise<FlyMachine | null> {
+    const attempts = opts.attempts ?? 2;
     for (let i = 0; i < attempts; i++) {
-      const ms = (await this.list({ metadata })).filter((m) => m.state !== 'destroyed' && m.state !== 'destroying');
-      if (ms.length) return ms[0];
+      const ms = (await this.list({ metadata }, { deadline: opts.deadline })).filter((m) => m.state !== 'destroyed' && m.state !== 'destroying');
+      if (ms.length) return oldest(ms);
       if (i + 1 < attempts) await sleep(300);
     }
     return null;
   }
 
-  /** Replaces the whole config (reference §3.1). Mints a new version; boots it if the machine was running. */
+  /**
+   * Replaces the whole config (reference §3.1). Mints a new version; boots it if the machine was running.
+   *
+   * Never sent twice: after an ambiguous failure a second update would mint (and boot) another version. With
+   * `req.current_version` and the nonce of our lease it is recognised instead: under our lease nobody else can
+   * update the machine, so a machine found at another version carries our update, and is returned. Otherwise the
+   * failure is thrown, and the caller looks at the machine before doing anything again.
+   */
   async update(id: string, req: UpdateMachineRequest, nonce?: string): Promise<FlyMachine> {
-    return (await this.call<FlyMachine>('POST', this.machinePath(id), { action: 'update', machineId: id, body: req, nonce })).body;
+    try {
+      return (await this.call<FlyMachine>('POST', this.machinePath(id), { action: 'update', machineId: id, body: req, nonce })).body;
+    } catch (e) {
+      if (!(e instanceof FlyApiError) || !e.ambiguous || !req.current_version || !nonce) throw e;
+      const m = await this.find(id, { retry: LOOK }).catch(() => undefined);
+      if (m && m.instance_id && m.instance_id !== req.current_version && m.config?.image === req.config.image) {
+        this.opts.logger?.warn({ machine_id: id, err: e.message, version: m.instance_id }, 'fly update: the answer was lost, but the machine has the new version');
+        return m;
+      }
+      throw e;
+    }
   }
 
   /**
-   * POST …/start. The documented transient 412s (right after create/update/stop) are retried with backoff
-   * until `transientDeadlineMs` (default 30 s) has passed.
+   * POST …/start, all within one deadline (`transientDeadlineMs`, default 30 s):
+   * - the documented transient 412s (right after create/update/stop, reference §4) are retried with backoff;
+   * - after an ambiguous failure the machine is looked at first: `starting`/`started` means the start landed, and
+   *   it is done. Otherwise the start is sent again. That is safe: Fly starts only a stopped, suspended, created or
+   *   failed machine and answers 412 in any other state, so a start never boots a running machine again (a failed
+   *   one whose boot failed again before we looked is booted once more — what the caller asked for). A later
+   *   non-transient 412 may be the answer to a start of ours that landed meanwhile, so it is looked at too.
    */
   async start(id: string, opts: { nonce?: string; transientDeadlineMs?: number } = {}): Promise<{ previous_state?: string }> {
     const deadline = Date.now() + (opts.transientDeadlineMs ?? 30_000);
+    let maybeApplied = false;
+    for (let attempt = 1; ; attempt++) {
+      let err: FlyApiError;
+      try {
+        return (await this.call<{ previous_state?: string }>('POST', `${this.machinePath(id)}/start`, { action: 'start', machineId: id, nonce: opts.nonce, deadline })).body ?? {};
+      } catch (e) {
+        if (!(e instanceof FlyApiError)) throw e;
+        err = e;
+      }
+      if (err.ambiguous || (maybeApplied && err.status === 412 && !err.transientStart)) {
+        maybeApplied = true;
+        const m = await this.find(id, { retry: LOOK, deadline }).catch(() => undefined);
+        if (m && STARTED_LIKE.has(m.state)) {
+          this.opts.logger?.info({ machine_id: id, err: err.message, state: m.state }, 'fly start: the answer was lost, but the machine is starting');
+          return {};
+        }
+        if (!err.ambiguous) throw err;
+      } else if (!err.transientStart) {
+        throw err;
+      }
+      const delay = err.transientStart ? Math.min(2000, 250 * attempt) + Math.floor(Math.random() * 100) : backoff(attempt, this.retryPolicy);
+      if (Date.now() + delay > deadline) throw err;
+      this.opts.logger?.debug({ machine_id: id, err: err.message, status: err.status, attempt }, 'fly start: retrying');
+      await sleep(delay);
+    }
+  }
+
+  /**
+   * POST …/stop with an object body (an array is a 400 on Fly). After an ambiguous failure the machine is looked
+   * at: stopping, stopped, suspended or gone means the stop landed (or the machine is down anyway), and it is done.
+   * A machine still running gets the stop again, within one deadline (the retry policy's): harmless, since only a
+   * machine that is not stopping is sent it.
+   */
+  async stop(id: string, body: { signal?: string; timeout?: string } = {}, nonce?: string): Promise<void> {
+    const p = this.retryPolicy;
+    const deadline = Date.now() + p.maxElapsedMs;
     for (let attempt = 1; ; attempt++) {
       try {
-        return (await this.call<{ previous_state?: string }>('POST', `${this.machinePath(id)}/start`, { action: 'start', machineId: id, nonce: opts.nonce })).body ?? {};
+        await this.call('POST', `${this.machinePath(id)}/stop`, { action: 'stop', machineId: id, body, nonce, deadline });
+        return;
       } catch (e) {
-        if (!(e instanceof FlyApiError) || !e.transientStart || Date.now() > deadline) throw e;
-        this.opts.logger?.debug({ machine_id: id, err: e.message, attempt }, 'fly start: transient 412, retrying');
-        await sleep(Math.min(2000, 250 * attempt) + Math.floor(Math.random() * 100));
+        if (!(e instanceof FlyApiError) || !e.ambiguous) throw e;
+        const m = await this.find(id, { retry: LOOK, deadline }).catch(() => undefined);
+        if (m === null || (m && STOPPED_LIKE.has(m.state))) {
+          this.opts.logger?.info({ machine_id: id, err: e.message, state: m?.state ?? 'gone' }, 'fly stop: the answer was lost, but the machine is stopping');
+          return;
+        }
+        const delay = backoff(attempt, p);
+        if (attempt >= p.maxAttempts || Date.now() + delay > deadline) throw e;
+        await sleep(delay);
       }
     }
   }
 
-  /** POST …/stop with an object body (an array is a 400 on Fly). */
-  async stop(id: string, body: { signal?: string; timeout?: string } = {}, nonce?: string): Promise<void> {
-    await this.call('POST', `${this.machinePath(id)}/stop`, { action: 'stop', machineId: id, body, nonce });
-  }
-
+  /**
+   * POST …/restart. Never sent twice: a second restart after one that landed restarts the agent again. After an
+   * ambiguous failure the machine is looked at: `restarting`/`starting` means it landed, and it is done; otherwise
+   * the failure is thrown — also for a restart so quick that the machine is `started` again when we look, which
+   * cannot be told from one that never happened.
+   */
   async restart(id: string, opts: { timeoutS?: number; signal?: string; nonce?: string } = {}): Promise<void> {
     const query: Query = {};
     if (opts.timeoutS !== undefined) query.timeout = `${opts.timeoutS}s`;
     if (opts.signal) query.signal = opts.signal;
-    await this.call('POST', `${this.machinePath(id)}/restart`, { action: 'restart', machineId: id, query, nonce: opts.nonce });
+    try {
+      await this.call('POST', `${this.machinePath(id)}/restart`, { action: 'restart', machineId: id, query, nonce: opts.nonce });
+    } catch (e) {
+      if (!(e instanceof FlyApiError) || !e.ambiguous) throw e;
+      const m = await this.find(id, { retry: LOOK }).catch(() => undefined);
+      if (!m || !RESTARTING.has(m.state)) throw e;
+      this.opts.logger?.info({ machine_id: id, err: e.message, state: m.state }, 'fly restart: the answer was lost, but the machine is restarting');
+    }
   }
 
+  /** POST …/signal. Never sent again after an ambiguous failure: a signal delivered twice is two signals. */
   async signal(id: string, signal: string, nonce?: string): Promise<void> {
     await this.call('POST', `${this.machinePath(id)}/signal`, { action: 'signal', machineId: id, body: { signal }, nonce });
   }
 
-  /** DELETE …?force=true. Returns false when the machine was already gone (404). */
+  /** DELETE …?force=true (idempotent: sent again after an ambiguous failure). Returns false when the machine was already gone (404). */
   async destroy(id: string, opts: { force?: boolean; nonce?: string } = {}): Promise<boolean> {
     try {
       await this.call('DELETE', this.machinePath(id), { action: 'destroy', machineId: id, query: opts.force === false ? {} : { force: true }, nonce: opts.nonce });
@@ -434,29 +539,63 @@ export class FlyClient {
   // ---- leases ---------------------------------------------------------------------------------------------
 
   /**
-   * Takes the machine's lease (201 envelope). Someone else's lease (409) is waited out up to `maxWaitMs`
-   * (fly-go waits 60 s), as the holder is normally mid-operation.
+   * Takes the machine's lease (201 envelope), all within one deadline, `maxWaitMs` (default 60 s, as fly-go):
+   * someone else's lease (409) is waited out, as the holder is normally mid-operation.
+   *
+   * Fly mints the nonce, so a lease whose answer was lost (an ambiguous failure) can only be recognised by what we
+   * sent: the description carries a token unique to this acquisition, and GET …/lease shows it — that lease, with
+   * its nonce, is ours. Nothing is acquired again before that look; a 409 after it (our own lease, taken by a
+   * request whose answer never came) is looked at the same way.
    */
   async acquireLease(id: string, opts: { ttlS?: number; description?: string; maxWaitMs?: number } = {}): Promise<FlyLease> {
     const deadline = Date.now() + (opts.maxWaitMs ?? 60_000);
+    const description = `${opts.description ?? 'molecule'} #${crypto.randomBytes(4).toString('hex')}`;
+    const path = `${this.machinePath(id)}/lease`;
+    let maybeOurs = false;
     for (let attempt = 1; ; attempt++) {
+      let err: FlyApiError;
       try {
-        const r = await this.call<{ data?: FlyLease } & Partial<FlyLease>>('POST', `${this.machinePath(id)}/lease`, {
+        const r = await this.call<{ data?: FlyLease } & Partial<FlyLease>>('POST', path, {
           action: 'lease_acquire',
           machineId: id,
-          body: { ttl: opts.ttlS ?? 60, description: opts.description ?? 'molecule' },
+          body: { ttl: opts.ttlS ?? 60, description },
+          deadline,
         });
         const lease = r.body?.data ?? (r.body as FlyLease);
-        if (!lease?.nonce) throw new FlyApiError(r.status, 'lease answer without a nonce', r.requestId, r.body, 'POST', `${this.machinePath(id)}/lease`);
+        if (!lease?.nonce) throw new FlyApiError(r.status, 'lease answer without a nonce', r.requestId, r.body, 'POST', path);
         return lease;
       } catch (e) {
-        if (!(e instanceof FlyApiError) || e.status !== 409 || Date.now() > deadline) throw e;
-        await sleep(Math.min(3000, 500 * attempt) + Math.floor(Math.random() * 250));
+        if (!(e instanceof FlyApiError) || (e.status >= 200 && e.status < 300)) throw e;
+        err = e;
       }
+      if (err.ambiguous || (maybeOurs && err.status === 409)) {
+        maybeOurs = true;
+        const mine = await this.ownLease(id, description, deadline);
+        if (mine) {
+          this.opts.logger?.info({ machine_id: id, err: err.message }, 'fly lease: the answer was lost, but the lease is ours');
+          return mine;
+        }
+      } else if (err.status !== 409) {
+        throw err;
+      }
+      const delay = err.status === 409 ? Math.min(3000, 500 * attempt) + Math.floor(Math.random() * 250) : backoff(attempt, this.retryPolicy);
+      if (Date.now() + delay > deadline) throw err;
+      await sleep(delay);
     }
   }
 
-  /** Releases the lease. A lease that expired or vanished ("lease not found") is not an error. */
+  /** The machine's lease when its description is `description` (ours), else null — also when the look fails. */
+  private async ownLease(id: string, description: string, deadline: number): Promise<FlyLease | null> {
+    try {
+      const r = await this.call<{ data?: FlyLease } & Partial<FlyLease>>('GET', `${this.machinePath(id)}/lease`, { action: 'lease_get', machineId: id, retry: LOOK, deadline });
+      const lease = r.body?.data ?? (r.body as FlyLease);
+      return lease?.nonce && lease.description === description ? lease : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Releases the lease (idempotent: sent again after an ambiguous failure). A lease that expired or vanished ("lease not found") is not an error. */
   async releaseLease(id: string, nonce: string): Promise<void> {
     try {
       await this.call('DELETE', `${this.machinePath(id)}/lease`, { action: 'lease_release', machineId: id, nonce });
@@ -486,9 +625,13 @@ export class FlyClient {
     return Array.isArray(r.body?.secrets) ? r.body.secrets : [];
   }
 
-  /** POST …/secrets (AppSecretsUpdateRequest): sets several secrets at once. Returns the app's new secrets version. */
+  /**
+   * POST …/secrets (AppSecretsUpdateRequest): sets several secrets at once. Returns the app's new secrets version.
+   * Sent again after an ambiguous failure: setting the same values twice leaves the same secrets (only the version
+   * moves on, and the answer of the last write is the version that has them).
+   */
   async setSecrets(values: Record<string, string>): Promise<number | undefined> {
-    const r = await this.call<{ version?: number; Version?: number }>('POST', this.secretsPath(), { action: 'secrets_update', body: { values } });
+    const r = await this.call<{ version?: number; Version?: number }>('POST', this.secretsPath(), { action: 'secrets_update', body: { values }, idempotent: true });
     const v = r.body?.version ?? r.body?.Version;
     return typeof v === 'number' ? v : undefined;
   }
@@ -550,17 +693,23 @@ export class FlyClient {
     return `${this.machinesPath()}/${encodeURIComponent(id)}`;
   }
 
-  /** One call with the retry policy (unless `retry: false`): 408/429/5xx/network errors back off and try again. */
+  /**
+   * One call with the retry policy (unless `retry: false`), within `o.deadline` when given: a 429 backs off and is
+   * sent again; 408/5xx/network errors too, but only for an idempotent call (`o.idempotent`, default GET/DELETE) —
+   * the other calls may have been applied, and their methods decide what to do (see the comment at the top).
+   */
   private async call<T>(method: string, path: string, o: CallOptions): Promise<Answer<T>> {
     const p = typeof o.retry === 'object' ? { ...this.retryPolicy, ...o.retry } : this.retryPolicy;
-    const started = Date.now();
+    const deadline = Math.min(o.deadline ?? Infinity, Date.now() + p.maxElapsedMs);
+    const idempotent = o.idempotent ?? (method === 'GET' || method === 'DELETE');
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.once<T>(method, path, o);
       } catch (e) {
         if (!(e instanceof FlyApiError) || !e.retryable || o.retry === false || o.signal?.aborted) throw e;
-        if (attempt >= p.maxAttempts || Date.now() - started > p.maxElapsedMs) throw e;
+        if (!idempotent && e.status !== 429) throw e;
         const delay = backoff(attempt, e.status === 429 ? { ...p, baseDelayMs: Math.max(p.baseDelayMs, 500) } : p);
+        if (attempt >= p.maxAttempts || Date.now() + delay > deadline) throw e;
         this.opts.logger?.debug({ method, path, status: e.status, err: e.message, fly_request_id: e.flyRequestId, attempt, delay_ms: delay }, 'fly api: retrying');
         await sleep(delay, undefined, { signal: o.signal });
       }
@@ -636,6 +785,15 @@ function parseMaybeJson(text: string): unknown {
   } catch {
     return text;
   }
+}
+
+/** The machine created first (by `created_at`; ties and unknown times keep the given order). */
+function oldest(ms: FlyMachine[]): FlyMachine {
+  const at = (m: FlyMachine) => {
+    const t = Date.parse(m.created_at ?? '');
+    return Number.isNaN(t) ? Infinity : t;
+  };
+  return ms.reduce((a, b) => (at(b) < at(a) ? b : a));
 }
 
 /** Exponential backoff with jitter: half the capped exponential delay fixed, half random. */

@@ -55,6 +55,8 @@ export interface FlyProvisionerOptions {
   startTimeoutMs?: number;
   /** How long stop waits for `stopped` (default 60 s). */
   stopTimeoutMs?: number;
+  /** How long destroy waits for `destroyed` (default 60 s). */
+  destroyTimeoutMs?: number;
   /** How often the machine list is polled for unsolicited changes (default 3000 ms). */
   watchIntervalMs?: number;
   /**
@@ -363,15 +365,20 @@ export class FlyProvisioner implements Provisioner {
         await this.client.withLease(
           m.id,
           `molecule: ${mode}`,
-          async (nonce) => {
+          async (nonce, lease) => {
             const startIt = async () => {
               await this.client.start(m.id, { nonce, transientDeadlineMs: Math.max(5000, Math.min(60_000, deadline - Date.now())) });
               spec.progress?.('machine starting', { machine_id: m.id, instance_version: version, previous_state: m.state, elapsed_ms: Date.now() - t0 });
             };
             if (changes.length) {
+              // Conditional on the version the lease saw: a lost answer is then recognised, never sent twice.
               const updated = await this.client.update(
                 m.id,
-                { config: { ...(current ?? {}), ...wanted }, ...(secretsVersion !== undefined ? { min_secrets_version: secretsVersion } : {}) },
+                {
+                  config: { ...(current ?? {}), ...wanted },
+                  ...(lease.version ? { current_version: lease.version } : {}),
+                  ...(secretsVersion !== undefined ? { min_secrets_version: secretsVersion } : {}),
+                },
                 nonce,
               );
               version = updated.instance_id;
@@ -423,11 +430,11 @@ export class FlyProvisioner implements Provisioner {
       }
       if (!existed) return;
       try {
-        await this.client.waitFor(instanceId, { states: ['destroyed'], deadline: Date.now() + 60_000 });
+        await this.client.waitFor(instanceId, { states: ['destroyed'], deadline: Date.now() + this.destroyTimeoutMs });
       } catch (e) {
         if (!(e instanceof FlyApiError) || e.status !== 404) {
           const now = await this.client.find(instanceId);
-          if (now) throw new ProvisionError('START_FAILED', `machine ${instanceId} is still ${now.state} after destroy: ${(e as Error).message}`, true);
+          if (now) throw new ProvisionError('DESTROY_FAILED', `machine ${instanceId} is still ${now.state} after destroy: ${(e as Error).message}`, true);
         }
       }
     } catch (e) {
@@ -600,6 +607,9 @@ export class FlyProvisioner implements Provisioner {
   }
   private get stopTimeoutMs(): number {
     return this.opts.stopTimeoutMs ?? 60_000;
+  }
+  private get destroyTimeoutMs(): number {
+    return this.opts.destroyTimeoutMs ?? 60_000;
   }
   private get watchIntervalMs(): number {
     return this.opts.watchIntervalMs ?? 3000;
