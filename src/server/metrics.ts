@@ -26,6 +26,14 @@ export function createMetrics(workspaces: WorkspaceRepo, bus: EventBus) {
     labelNames: ['type'],
     registers: [registry],
   });
+  // A stream whose client has gone must leave this gauge: one that stays up is a leaked handler and upstream.
+  const openStreams = new client.Gauge({
+    name: 'molecule_open_streams',
+    help: 'Streaming answers in progress: log follows, A2A SSE relays, event streams',
+    labelNames: ['kind'],
+    registers: [registry],
+  });
+  for (const kind of ['logs', 'a2a', 'events']) openStreams.set({ kind }, 0);
   new client.Gauge({
     name: 'molecule_workspaces',
     help: 'Workspaces by status',
@@ -37,6 +45,6 @@ export function createMetrics(workspaces: WorkspaceRepo, bus: EventBus) {
     },
   });
   const unsubscribe = bus.subscribePublished((ev) => events.inc({ type: ev.type }));
-  return { registry, httpDuration, a2a, close: unsubscribe };
+  return { registry, httpDuration, a2a, openStreams, close: unsubscribe };
 }
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -25,8 +25,10 @@ declare module 'fastify' {
   }
 }
 
-/** Paths that never need the admin token: agents authenticate with their own token; probes need health. */
-const OPEN_PATHS = new Set(['/healthz', '/registry/register', '/registry/heartbeat']);
+/** Paths that need no credentials: probes need health. */
+const OPEN_PATHS = new Set(['/healthz']);
+/** The agent-facing routes: never the admin token, always a workspace token, whatever the admin-token setting. */
+const AGENT_PATHS = new Set(['/registry/register', '/registry/heartbeat']);
 /** The A2A proxy: the one admin-API route a workspace token may call. */
 export const A2A_PATH = /^\/workspaces\/[^/]+\/a2a$/;
 
@@ -42,7 +44,10 @@ export interface SecurityDeps {
  * 0. helmet's headers (a strict CSP for the UI) on every answer;
  * 1. identify the caller (never throws, so the rate limiter can key on who it is);
  * 2. rate-limit per token (per client address when there is none);
- * 3. enforce: 401 without valid credentials, 403 for valid ones that may not do this.
+ * 3. enforce: 401 without valid credentials, 403 for valid ones that may not do this (410 for a removed
+ *    workspace's token on the agent routes).
+ * All of it runs in onRequest, before the body is read and long before the schemas validate it: a caller who may
+ * not use a route learns nothing about what the route expects.
  */
 export async function installSecurity(app: FastifyInstance<any, any, any, any, any>, deps: SecurityDeps): Promise<void> {
   const { config, svc } = deps;
@@ -97,6 +102,11 @@ export async function installSecurity(app: FastifyInstance<any, any, any, any, a
 
   app.addHook('onRequest', async (req) => {
     const path = req.url.split('?')[0]!;
+    if (AGENT_PATHS.has(path)) {
+      // Refused here with the registry's own answers (401 missing/invalid, 403 wrong kind of token, 410 removed).
+      if (req.caller.kind !== 'workspace') await svc.byWorkspaceToken(bearer(req.headers.authorization));
+      return;
+    }
     if (isPublic(path)) return;
     const c = req.caller;
     if (c.kind === 'invalid') throw new ApiError(401, 'invalid_token', 'the bearer token is not valid (wrong, revoked, or for another platform)');

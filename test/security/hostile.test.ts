@@ -337,3 +337,70 @@ describe('hostile input', () => {
     expect((await s.admin.call('GET', '/settings/secrets')).body).toEqual([]);
   });
 });
+
+describe('authentication before validation', () => {
+  /** Every name a route's schema declares: body properties (nested too), query, path and header parameters. */
+  function schemaFields(op: any): string[] {
+    const names = new Set<string>();
+    const walk = (s: any) => {
+      if (!s || typeof s !== 'object') return;
+      for (const [k, v] of Object.entries<any>(s.properties ?? {})) {
+        names.add(k);
+        walk(v);
+      }
+      for (const r of s.required ?? []) names.add(r);
+      for (const key of ['anyOf', 'oneOf', 'allOf']) for (const sub of s[key] ?? []) walk(sub);
+      walk(s.items);
+      if (typeof s.additionalProperties === 'object') walk(s.additionalProperties);
+    };
+    for (const c of Object.values<any>(op.requestBody?.content ?? {})) walk(c.schema);
+    for (const p of op.parameters ?? []) names.add(p.name);
+    return [...names];
+  }
+
+  const word = (name: string) => new RegExp(`(^|[^A-Za-z0-9_-])${name.replace(/[.*+?^${}()|[\]\\-]/g, '\\$&')}([^A-Za-z0-9_-]|$)`);
+
+  it('answers an unauthenticated, invalid request with 401 on every route that needs a token, naming no schema field', async () => {
+    // With an admin token every route but the public ones needs one; without, the agent routes still need theirs.
+    for (const adminToken of [ADMIN, undefined]) {
+      const s = await start(adminToken ? { MOLECULE_ADMIN_TOKEN: adminToken, LOG_LEVEL: 'warn' } : { LOG_LEVEL: 'warn' });
+      const spec = (await s.admin.call('GET', '/openapi.json')).body;
+      let routes = 0;
+      let agentRoutes = 0;
+      for (const [p, ops] of Object.entries<Record<string, any>>(spec.paths)) {
+        for (const [m, op] of Object.entries<any>(ops)) {
+          const method = m.toUpperCase();
+          const agent = p.startsWith('/registry/');
+          if (!agent && (!adminToken || kindOf(method, p) === 'public')) continue;
+          routes++;
+          if (agent) agentRoutes++;
+          const fields = schemaFields(op);
+          const url = `${s.p.url}${p.replace(/\{[^}]+\}/g, 'not-an-id')}?__bogus=1`;
+          const withBody = method !== 'GET' && method !== 'DELETE';
+          // Each invalid in its own way: empty, wrong type, unknown fields and wrongly typed known ones, broken JSON.
+          const poison = Object.fromEntries(fields.map((f) => [f, { __bogus: [1] }]));
+          const bodies = withBody ? ['{}', '[]', JSON.stringify({ ...poison, __bogus: 1 }), '{"broken": '] : [undefined];
+          for (const authorization of [undefined, 'Bearer not-a-token', `Basic ${Buffer.from(`x:${ADMIN}`).toString('base64')}`]) {
+            for (const body of bodies) {
+              const res = await fetch(url, {
+                method,
+                headers: { ...(authorization ? { authorization } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}), 'idempotency-key': '' },
+                body,
+              });
+              const text = await res.text();
+              const where = `${method} ${p} (auth ${authorization?.split(' ')[0] ?? 'none'}, body ${body?.slice(0, 60)}) → ${res.status} ${text.slice(0, 400)}`;
+              expect(res.status, where).toBe(401);
+              const answer = JSON.parse(text);
+              expect(Object.keys(answer).sort(), where).toEqual(['code', 'error']);
+              expect(['unauthorized', 'invalid_token', 'missing_token'], where).toContain(answer.code);
+              for (const f of fields) expect(answer.error, `${where}: names the field ${f}`).not.toMatch(word(f));
+              expect(answer.error, where).not.toMatch(/\b(body|querystring|params|headers)\b/);
+            }
+          }
+        }
+      }
+      expect(agentRoutes).toBe(2);
+      expect(routes).toBeGreaterThanOrEqual(adminToken ? 20 : 2);
+    }
+  });
+});

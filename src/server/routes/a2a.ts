@@ -4,6 +4,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { Agent, errors as undiciErrors, request } from 'undici';
 import type { AppDeps } from '../app.js';
 import { ApiError } from '../../core/errors.js';
+import { pipeStream } from '../pipe-stream.js';
 import { IdParams } from '../schemas.js';
 
 type Json = Record<string, unknown>;
@@ -125,15 +126,11 @@ export function a2aRoutes(deps: AppDeps): FastifyPluginAsync {
               'x-accel-buffering': 'no',
             });
             reply.raw.flushHeaders();
-            try {
-              for await (const chunk of upstream.body) {
-                if (!reply.raw.write(chunk)) await new Promise((r) => reply.raw.once('drain', r));
-              }
-            } catch (e) {
-              if (!abort.signal.aborted) {
-                const err = upstreamError(e, config.a2a.timeoutMs);
-                reply.raw.write(`data: ${JSON.stringify(rpcErrorBody(id, err))}\n\n`);
-              }
+            // Backpressure both ways: a slow client slows the agent; a client that leaves closes the agent's stream.
+            const outcome = await pipeStream(reply.raw, upstream.body, abort, { gauge: deps.metrics.openStreams.labels('a2a') });
+            if (outcome.kind === 'failed') {
+              const err = upstreamError(outcome.error, config.a2a.timeoutMs);
+              reply.raw.write(`data: ${JSON.stringify(rpcErrorBody(id, err))}\n\n`);
             }
             reply.raw.end();
             return reply;

@@ -3,6 +3,13 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { AppDeps } from '../app.js';
 import { EventsQuery } from '../schemas.js';
 import type { PlatformEvent } from '../../core/types.js';
+import { pipeStream, pushSource } from '../pipe-stream.js';
+
+/**
+ * Events a slow /events client may fall behind by before it is disconnected (rather than buffered without bound).
+ * No more than one resume replays (Last-Event-ID is served up to 1000 events), so it reconnects without a gap.
+ */
+const MAX_BACKLOG = 1000;
 
 /** Live events as SSE (`GET /events`, resumable with Last-Event-ID or ?after=) and over a WebSocket (`GET /ws`). */
 export function eventRoutes(deps: AppDeps): FastifyPluginAsync {
@@ -24,35 +31,48 @@ export function eventRoutes(deps: AppDeps): FastifyPluginAsync {
           connection: 'keep-alive',
           'x-accel-buffering': 'no',
         });
-        res.write(': connected\n\n');
-        const send = (ev: PlatformEvent) => {
-          if (filter && ev.workspace_id !== filter) return;
-          res.write(`id: ${ev.id}\nevent: ${ev.type}\ndata: ${JSON.stringify(wire(ev))}\n\n`);
-        };
-        // Subscribe before replaying, buffering live events, so nothing falls between the two.
-        const pending: PlatformEvent[] = [];
-        let replaying = true;
+        const frame = (ev: PlatformEvent) => `id: ${ev.id}\nevent: ${ev.type}\ndata: ${JSON.stringify(wire(ev))}\n\n`;
+        const abort = new AbortController();
         let sentUpTo = lastId ?? 0;
-        const unsubscribe = deps.bus.subscribe((ev) => {
-          if (replaying) pending.push(ev);
-          else if (ev.id > sentUpTo) {
+        const live = pushSource<PlatformEvent>({
+          limit: MAX_BACKLOG,
+          signal: abort.signal,
+          // It would never catch up, and waiting for it holds its queue: drop it; it resumes with Last-Event-ID.
+          onOverflow: () => {
+            req.log.warn({ backlog: MAX_BACKLOG }, 'event stream client too far behind; disconnecting it');
+            res.destroy();
+          },
+          idleMs: 15_000,
+          idle: () => ': keepalive\n\n',
+          // Events replayed from history may arrive live as well: each is sent once, in order.
+          format: (ev) => {
+            if (ev.id <= sentUpTo) return undefined;
             sentUpTo = ev.id;
-            send(ev);
-          }
+            return frame(ev);
+          },
         });
-        const keepalive = setInterval(() => res.write(': keepalive\n\n'), 15000);
-        res.on('close', () => {
-          clearInterval(keepalive);
-          unsubscribe();
-        });
-        if (lastId) {
-          for (const ev of await deps.bus.history({ afterId: lastId, workspaceId: filter, limit: 1000 })) {
-            sentUpTo = ev.id;
-            send(ev);
+        async function* stream(): AsyncGenerator<string> {
+          // Subscribed here, not before: a generator never started (the client left at once) runs no finally.
+          // Before the replay, queueing live events, so nothing falls between the two.
+          const unsubscribe = deps.bus.subscribe((ev) => {
+            if (!filter || ev.workspace_id === filter) live.push(ev);
+          });
+          try {
+            yield ': connected\n\n';
+            if (lastId) {
+              for (const ev of await deps.bus.history({ afterId: lastId, workspaceId: filter, limit: 1000 })) {
+                sentUpTo = ev.id;
+                yield frame(ev);
+              }
+            }
+            yield* live.source;
+          } finally {
+            unsubscribe();
           }
         }
-        for (const ev of pending) if (ev.id > sentUpTo) (sentUpTo = ev.id), send(ev);
-        replaying = false;
+        const outcome = await pipeStream(res, stream(), abort, { gauge: deps.metrics.openStreams.labels('events') });
+        if (outcome.kind === 'failed') req.log.warn({ err: outcome.error }, 'event stream ended with an error');
+        res.end();
       },
     );
 

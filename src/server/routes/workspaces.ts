@@ -12,6 +12,7 @@ import {
   PatchWorkspaceBody,
   WorkspaceView,
 } from '../schemas.js';
+import { pipeStream } from '../pipe-stream.js';
 import { workspaceView } from '../views.js';
 import type { Tier } from '../../core/types.js';
 
@@ -149,16 +150,15 @@ export function workspaceRoutes(deps: AppDeps): FastifyPluginAsync {
         reply.hijack();
         reply.raw.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
         reply.raw.flushHeaders();
-        reply.raw.on('close', () => abort.abort());
-        try {
-          for await (const l of lines) {
-            if (!reply.raw.write(`${l}\n`)) await new Promise((r) => reply.raw.once('drain', r));
-          }
-        } catch (e) {
-          if (!abort.signal.aborted) req.log.warn({ err: e }, 'log stream ended with an error');
-        }
+        const outcome = await pipeStream(reply.raw, asLines(lines), abort, { gauge: deps.metrics.openStreams.labels('logs') });
+        if (outcome.kind === 'failed') req.log.warn({ err: outcome.error }, 'log stream ended with an error');
         reply.raw.end();
       },
     );
   };
+}
+
+/** Log lines as written: one per line. Returning this generator returns the backend's (its finally blocks run). */
+async function* asLines(lines: AsyncIterable<string>): AsyncGenerator<string> {
+  for await (const l of lines) yield `${l}\n`;
 }
