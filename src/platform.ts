@@ -8,6 +8,7 @@ import { platformLogger } from './core/logging.js';
 import { EventBus } from './core/events.js';
 import { Membership } from './core/membership.js';
 import { Reconciler } from './core/reconciler.js';
+import { SecretService } from './core/secrets.js';
 import { WorkspaceService } from './core/workspaces.js';
 import { listenForAgents, type AgentListener } from './server/agent-listener.js';
 import { buildApp, type App } from './server/app.js';
@@ -88,6 +89,7 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
     return l;
   };
   const svc = new WorkspaceService({ config, db: store.db, workspaces, tokens, secrets, bus, provisioner, sealer, logger });
+  const secretService = new SecretService({ secrets, workspaces, sealer, bus, liveWorkspace: (id) => svc.get(id) });
   const reconciler = new Reconciler({
     config,
     workspaces,
@@ -101,7 +103,7 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
     mayAct: () => membership.isLeader(),
   });
   const metrics = createMetrics(workspaces, bus);
-  const app = await buildApp({ config, logger, store, workspaces, secrets, sealer, bus, svc, provisioner, metrics, version, cluster: () => membership.view(), backendSelected: selected });
+  const app = await buildApp({ config, logger, store, workspaces, secrets, sealer, bus, svc, provisioner, metrics, version, secretService, cluster: () => membership.view(), backendSelected: selected });
 
   await app.listen({ port: config.port, host: config.host });
   const listenPort = () => {

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Store } from '../store/db.js';
 import { ConfigError, type Config } from './config.js';
 import { Sealer } from './crypto.js';
-import { secretAad } from './workspaces.js';
+import { secretAad } from './secrets.js';
 
 /** What a replica takes from the cluster it joins. */
 export interface ClusterMembership {

@@ -5,7 +5,7 @@ import type { Config } from './config.js';
 import type { Sealer } from './crypto.js';
 import { imageFor } from './runtimes.js';
 import type { Workspace } from './types.js';
-import { secretAad } from './workspaces.js';
+import { secretAad } from './secrets.js';
 
 export interface SpecDeps {
   config: Config;

@@ -10,6 +10,7 @@ import { agentUrlProblem } from './agent-url.js';
 import { hashToken, mintToken, safeEqual, type Sealer } from './crypto.js';
 import { ApiError } from './errors.js';
 import type { EventBus } from './events.js';
+import { secretAad } from './secrets.js';
 import { ACTIONS, canTransition, ROUTABLE, type Action } from './status.js';
 import type { LaunchKind, Tier, Workspace, WorkspaceStatus } from './types.js';
 
@@ -65,7 +66,6 @@ const ERROR_RATE_DEGRADED = 0.5;
 const REGISTER_WAIT_MS = 5000;
 const REGISTER_POLL_MS = 100;
 const tokenAad = (workspaceId: string, kind: string) => `token:${workspaceId}:${kind}`;
-export const secretAad = (scope: string, key: string) => `secret:${scope}:${key}`;
 
 /**
  * The workspace API: create, actions, registration, heartbeats, routing. Requests only write what should be (the
@@ -299,18 +299,6 @@ export class WorkspaceService {
       await fn(ws);
       return (await this.d.workspaces.get(id))!;
     });
-  }
-
-  // ---- secrets -------------------------------------------------------------------------------------------
-
-  /** Marks workspaces whose instance would see a changed secret (all of them for a global secret). */
-  async secretsChanged(scope: string): Promise<void> {
-    const affected = scope === 'global' ? await this.d.workspaces.list({}) : [await this.get(scope)];
-    for (const ws of affected) {
-      if (ws.instanceId && !ws.needsRestart && ws.status !== 'removing') {
-        await this.d.workspaces.update(ws.id, { needsRestart: true });
-      }
-    }
   }
 
   // ---- agent-facing --------------------------------------------------------------------------------------

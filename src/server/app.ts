@@ -16,6 +16,7 @@ import type { ClusterView } from '../core/membership.js';
 import type { Config } from '../core/config.js';
 import { ApiError } from '../core/errors.js';
 import type { EventBus } from '../core/events.js';
+import type { SecretService } from '../core/secrets.js';
 import type { WorkspaceService } from '../core/workspaces.js';
 import type { Store } from '../store/db.js';
 import type { SecretRepo, WorkspaceRepo } from '../store/repositories.js';
@@ -40,6 +41,7 @@ export interface AppDeps {
   sealer: Sealer;
   bus: EventBus;
   svc: WorkspaceService;
+  secretService: SecretService;
   provisioner: Provisioner;
   metrics: Metrics;
   version: string;

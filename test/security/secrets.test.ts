@@ -7,10 +7,10 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/core/config.js';
 import { Sealer } from '../../src/core/crypto.js';
 import { platformLogger } from '../../src/core/logging.js';
-import { secretAad } from '../../src/core/workspaces.js';
+import { secretAad } from '../../src/core/secrets.js';
 import { startPlatform } from '../../src/platform.js';
-import { FAST_ENV, processEnv, tempDir } from '../support/harness.js';
-import { a2aMessage, ADMIN, createReady, securityPlatforms, waitReady } from './support.js';
+import { FAST_ENV, processEnv, tempDir, waitReady } from '../support/harness.js';
+import { a2aMessage, ADMIN, createReady, securityPlatforms } from './support.js';
 
 const start = securityPlatforms();
 const marker = (what: string) => `sk-${what}-${crypto.randomBytes(12).toString('hex')}`;
@@ -54,8 +54,8 @@ describe('rule 4: secrets', () => {
     expect((await call('GET', `/workspaces/${two.id}`)).body.needs_restart).toBe(true);
 
     for (const ws of [one, two]) expect((await call('POST', `/workspaces/${ws.id}/restart`)).status).toBe(202);
-    const oneNow = await waitReady(s.admin, one.id, one.ready_at);
-    const twoNow = await waitReady(s.admin, two.id, two.ready_at);
+    const oneNow = await waitReady(s.admin, one.id, { until: (w) => w.ready_at > one.ready_at });
+    const twoNow = await waitReady(s.admin, two.id, { until: (w) => w.ready_at > two.ready_at });
     expect(oneNow.needs_restart).toBe(false);
     const envOf = (ws: any, k: string) => processEnv(ws.instance.pid, k);
     expect(envOf(oneNow, 'SHARED_KEY')).toBe(v.override);

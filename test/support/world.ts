@@ -77,7 +77,7 @@ export async function world(timing: Partial<Config['timing']> = {}, store?: Stor
   };
   const statuses = async (id: string) =>
     (await bus.history({ workspaceId: id })).filter((e) => e.type === 'workspace.status').map((e) => `${e.data.to}`);
-  return { store: s, config, svc, reconciler, provisioner, bus, probe, get, create, register, statuses, setLeader: (v: boolean) => (leader = v) };
+  return { store: s, config, sealer, svc, reconciler, provisioner, bus, probe, get, create, register, statuses, setLeader: (v: boolean) => (leader = v) };
 }
 
 /** Launched and registered: `ready`. */

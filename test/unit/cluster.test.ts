@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { joinCluster } from '../../src/core/cluster.js';
 import { ConfigError, loadConfig } from '../../src/core/config.js';
 import { Sealer } from '../../src/core/crypto.js';
-import { secretAad } from '../../src/core/workspaces.js';
+import { secretAad } from '../../src/core/secrets.js';
 import { openStore, type Store } from '../../src/store/db.js';
 import { tempDir } from '../support/harness.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
