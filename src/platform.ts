@@ -103,7 +103,7 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
     mayAct: () => membership.isLeader(),
   });
   const metrics = createMetrics(workspaces, bus);
-  const app = await buildApp({ config, logger, store, workspaces, secrets, sealer, bus, svc, provisioner, metrics, version, secretService, cluster: () => membership.view(), backendSelected: selected });
+  const app = await buildApp({ config, logger, store, workspaces, bus, svc, provisioner, metrics, version, secretService, cluster: () => membership.view(), backendSelected: selected });
 
   await app.listen({ port: config.port, host: config.host });
   const listenPort = () => {

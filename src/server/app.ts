@@ -19,8 +19,7 @@ import type { EventBus } from '../core/events.js';
 import type { SecretService } from '../core/secrets.js';
 import type { WorkspaceService } from '../core/workspaces.js';
 import type { Store } from '../store/db.js';
-import type { SecretRepo, WorkspaceRepo } from '../store/repositories.js';
-import type { Sealer } from '../core/crypto.js';
+import type { WorkspaceRepo } from '../store/repositories.js';
 import type { Metrics } from './metrics.js';
 import { a2aRoutes } from './routes/a2a.js';
 import { eventRoutes } from './routes/events.js';
@@ -37,8 +36,6 @@ export interface AppDeps {
   logger: Logger;
   store: Store;
   workspaces: WorkspaceRepo;
-  secrets: SecretRepo;
-  sealer: Sealer;
   bus: EventBus;
   svc: WorkspaceService;
   secretService: SecretService;
@@ -53,7 +50,7 @@ export interface AppDeps {
 
 export type App = FastifyInstance<any, any, any, any, ZodTypeProvider>;
 
-
+/** Each route plugin takes only the services it uses (a Pick of these). */
 export async function buildApp(deps: AppDeps): Promise<App> {
   const app = Fastify({
     loggerInstance: deps.logger,

@@ -42,7 +42,7 @@ class RpcError extends Error {
  * The body is forwarded byte for byte unless it must be completed (a bare message wrapped into JSON-RPC, a
  * missing messageId filled in). SSE responses are piped through unbuffered; client disconnects abort upstream.
  */
-export function a2aRoutes(deps: AppDeps): FastifyPluginAsync {
+export function a2aRoutes(deps: Pick<AppDeps, 'svc' | 'metrics' | 'config'>): FastifyPluginAsync {
   const { config } = deps;
   const dispatcher = new Agent({ keepAliveTimeout: 30_000, connections: 256 });
 

@@ -12,7 +12,7 @@ import { pipeStream, pushSource } from '../pipe-stream.js';
 const MAX_BACKLOG = 1000;
 
 /** Live events as SSE (`GET /events`, resumable with Last-Event-ID or ?after=) and over a WebSocket (`GET /ws`). */
-export function eventRoutes(deps: AppDeps): FastifyPluginAsync {
+export function eventRoutes(deps: Pick<AppDeps, 'bus' | 'metrics'>): FastifyPluginAsync {
   const wire = (ev: PlatformEvent) => ({ id: ev.id, type: ev.type, workspace_id: ev.workspace_id, at: ev.at, data: ev.data });
   return async (plain) => {
     const app = plain.withTypeProvider<ZodTypeProvider>();

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { AppDeps } from '../app.js';
 
-export function healthRoutes(deps: AppDeps): FastifyPluginAsync {
+export function healthRoutes(deps: Pick<AppDeps, 'version' | 'provisioner' | 'backendSelected' | 'store' | 'workspaces' | 'cluster' | 'config'>): FastifyPluginAsync {
   return async (app) => {
     app.withTypeProvider<ZodTypeProvider>().get('/healthz', { schema: { tags: ['platform'], summary: 'Platform health, backend and workspace counts' } }, async () => ({
       status: 'ok',

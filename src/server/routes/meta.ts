@@ -31,7 +31,7 @@ export const MetaView = z.object({
 const AgentCardView = z.record(z.string(), z.unknown()).describe('the agent card the agent registered with');
 
 /** What clients (the web UI, the CLI) need to offer choices the platform accepts, so none of it is hard-coded there. */
-export function metaRoutes(deps: AppDeps): FastifyPluginAsync {
+export function metaRoutes(deps: Pick<AppDeps, 'svc' | 'provisioner' | 'version'>): FastifyPluginAsync {
   return async (plain) => {
     const app = plain.withTypeProvider<ZodTypeProvider>();
 

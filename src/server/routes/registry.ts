@@ -10,7 +10,7 @@ const RegistryResponse = z.object({ workspace_id: z.string(), status: z.string()
 
 const tags = ['registry (agent-facing)'];
 
-export function registryRoutes(deps: AppDeps): FastifyPluginAsync {
+export function registryRoutes(deps: Pick<AppDeps, 'svc'>): FastifyPluginAsync {
   return async (plain) => {
     const app = plain.withTypeProvider<ZodTypeProvider>();
     app.post(

@@ -19,7 +19,7 @@ import type { Tier } from '../../core/types.js';
 const tags = ['workspaces'];
 const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 410: ErrorBody };
 
-export function workspaceRoutes(deps: AppDeps): FastifyPluginAsync {
+export function workspaceRoutes(deps: Pick<AppDeps, 'svc' | 'bus' | 'metrics'>): FastifyPluginAsync {
   const { svc } = deps;
   return async (plain) => {
     const app = plain.withTypeProvider<ZodTypeProvider>();
