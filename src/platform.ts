@@ -15,8 +15,8 @@ import { buildApp, type App } from './server/app.js';
 import { createMetrics } from './server/metrics.js';
 import { openStore } from './store/db.js';
 import { PgEventFeed } from './store/pg-event-feed.js';
-import { LeaseRepo, ReplicaRepo } from './store/cluster-repos.js';
-import { EventRepo, SecretRepo, TokenRepo, WorkspaceRepo } from './store/repositories.js';
+import { clusterStoreOf, LeaseRepo, ReplicaRepo } from './store/cluster-repos.js';
+import { storesOf } from './store/repositories.js';
 
 export interface Platform {
   app: App;
@@ -42,14 +42,11 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
     onConnectionError: (err) => logger.warn({ err: err.message }, 'database connection dropped; the next query reconnects'),
   });
   // The key and the cluster identity: a key that does not match the cluster's stops startup here.
-  const { sealer, platformId } = await joinCluster(store, config, { logger }).catch(async (e) => {
+  const { sealer, platformId } = await joinCluster(clusterStoreOf(store), config, { logger }).catch(async (e) => {
     await store.close();
     throw e;
   });
-  const workspaces = new WorkspaceRepo(store.db);
-  const tokens = new TokenRepo(store.db);
-  const secrets = new SecretRepo(store.db);
-  const events = new EventRepo(store.db);
+  const { workspaces, tokens, secrets, events, transact } = storesOf(store.db);
   const bus = store.kind === 'postgres' ? new EventBus(events, new PgEventFeed(store.db, store.databaseUrl!, logger)) : new EventBus(events);
   await bus.start().catch(async (e) => {
     await store.close();
@@ -88,7 +85,7 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
     logger.info({ url: l.url, subnets: net.subnets }, `agents of the ${provisioner.name} backend reach the platform at ${l.url} (agent-facing routes only)`);
     return l;
   };
-  const svc = new WorkspaceService({ config, db: store.db, workspaces, tokens, secrets, bus, provisioner, sealer, logger });
+  const svc = new WorkspaceService({ config, transact, workspaces, tokens, secrets, bus, provisioner, sealer, logger });
   const secretService = new SecretService({ secrets, workspaces, sealer, bus, liveWorkspace: (id) => svc.get(id) });
   const reconciler = new Reconciler({
     config,

@@ -2,10 +2,17 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Store } from '../store/db.js';
 import { ConfigError, type Config } from './config.js';
 import { Sealer } from './crypto.js';
+import type { ClusterFacts, SecretStore } from './ports.js';
 import { secretAad } from './secrets.js';
+
+/** What joining needs of the store. */
+export interface ClusterStore {
+  kind: 'sqlite' | 'postgres';
+  facts: ClusterFacts;
+  secrets: Pick<SecretStore, 'any'>;
+}
 
 /** What a replica takes from the cluster it joins. */
 export interface ClusterMembership {
@@ -32,7 +39,7 @@ const PLATFORM_ID_SHAPE = /^[A-Za-z0-9_.-]{4,64}$/;
  * one process: the key comes from MOLECULE_SECRETS_KEY or the data dir, and the backends keep their id files.
  */
 export async function joinCluster(
-  store: Store,
+  store: ClusterStore,
   config: Config,
   opts: { logger?: Pick<Logger, 'info' | 'warn'> } = {},
 ): Promise<ClusterMembership> {
@@ -48,12 +55,12 @@ export async function joinCluster(
 }
 
 /** The key must open the cluster's check value; the first replica to start writes it. */
-async function checkKey(store: Store, config: Config, sealer: Sealer): Promise<void> {
-  let check = await readRow(store, KEY_CHECK.key);
+async function checkKey(store: ClusterStore, config: Config, sealer: Sealer): Promise<void> {
+  let check = await store.facts.get(KEY_CHECK.key);
   if (check === undefined) {
     await opensExistingSecrets(store, config, sealer);
     // Two replicas may start at once: whichever insert lands first is the check both go by.
-    check = await insertOnce(store, KEY_CHECK.key, sealer.seal(KEY_CHECK.plaintext, KEY_CHECK.aad));
+    check = await store.facts.insertOnce(KEY_CHECK.key, sealer.seal(KEY_CHECK.plaintext, KEY_CHECK.aad));
   }
   let opened: string | undefined;
   try {
@@ -75,8 +82,8 @@ async function checkKey(store: Store, config: Config, sealer: Sealer): Promise<v
  * Postgres alone sealed them with the key generated into its data dir. Recording a check for a different key
  * would make them unreadable for good, so refuse, and say where the old key is.
  */
-async function opensExistingSecrets(store: Store, config: Config, sealer: Sealer): Promise<void> {
-  const row = await store.db.selectFrom('secrets').select(['scope', 'key', 'sealed']).limit(1).executeTakeFirst();
+async function opensExistingSecrets(store: ClusterStore, config: Config, sealer: Sealer): Promise<void> {
+  const row = await store.secrets.any();
   if (!row) return;
   try {
     sealer.open(row.sealed, secretAad(row.scope, row.key));
@@ -95,12 +102,12 @@ async function opensExistingSecrets(store: Store, config: Config, sealer: Sealer
  * The id that labels this cluster's containers and machines. The first replica creates it, from this data dir's
  * backend id file when there is one (instances a single platform already runs stay its own), else a new one.
  */
-async function clusterPlatformId(store: Store, config: Config, logger?: Pick<Logger, 'info' | 'warn'>): Promise<string> {
+async function clusterPlatformId(store: ClusterStore, config: Config, logger?: Pick<Logger, 'info' | 'warn'>): Promise<string> {
   const files = idFiles(config);
-  let id = await readRow(store, PLATFORM_ID);
+  let id = await store.facts.get(PLATFORM_ID);
   if (id === undefined) {
     const seed = files.find((f) => f.id);
-    id = await insertOnce(store, PLATFORM_ID, seed?.id ?? `mp-${crypto.randomBytes(8).toString('hex')}`);
+    id = await store.facts.insertOnce(PLATFORM_ID, seed?.id ?? `mp-${crypto.randomBytes(8).toString('hex')}`);
     if (seed && id === seed.id) logger?.info({ platform_id: id, from: seed.file }, `cluster identity ${id} taken from ${seed.file}`);
   }
   for (const f of files) {
@@ -128,21 +135,4 @@ function idFiles(config: Config): { file: string; id: string | undefined }[] {
     }
     return { file, id };
   });
-}
-
-async function readRow(store: Store, key: string): Promise<string | undefined> {
-  const r = await store.db.selectFrom('cluster').select('value').where('key', '=', key).executeTakeFirst();
-  return r?.value;
-}
-
-/** Writes the row unless one exists, and returns what is stored: ours, or the one another replica wrote first. */
-async function insertOnce(store: Store, key: string, value: string): Promise<string> {
-  await store.db
-    .insertInto('cluster')
-    .values({ key, value, created_at: new Date().toISOString() })
-    .onConflict((oc) => oc.column('key').doNothing())
-    .execute();
-  const stored = await readRow(store, key);
-  if (stored === undefined) throw new Error(`cluster row ${key} vanished right after it was written`);
-  return stored;
 }

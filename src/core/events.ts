@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { EventRepo } from '../store/repositories.js';
+import type { EventLog } from './ports.js';
 import type { PlatformEvent } from './types.js';
 
 export interface Pulse {
@@ -31,7 +31,7 @@ export interface EventFeed {
 /** One process: the event is delivered as soon as it is written. */
 export class LocalFeed implements EventFeed {
   private sink: FeedSink | undefined;
-  constructor(private readonly repo: EventRepo) {}
+  constructor(private readonly repo: EventLog) {}
   attach(sink: FeedSink): void {
     this.sink = sink;
   }
@@ -53,7 +53,7 @@ export class EventBus {
   private readonly feed: EventFeed;
 
   constructor(
-    private readonly repo: EventRepo,
+    private readonly repo: EventLog,
     feed?: EventFeed,
   ) {
     this.emitter.setMaxListeners(0);

@@ -1,6 +1,6 @@
 import { AGENT_ENV, AGENT_PORT } from '../agent/contract.js';
 import type { InstanceSpec, Provisioner } from '../backends/provisioner.js';
-import type { SecretRepo } from '../store/repositories.js';
+import type { SecretStore } from './ports.js';
 import type { Config } from './config.js';
 import type { Sealer } from './crypto.js';
 import { imageFor } from './runtimes.js';
@@ -9,7 +9,7 @@ import { secretAad } from './secrets.js';
 
 export interface SpecDeps {
   config: Config;
-  secrets: SecretRepo;
+  secrets: SecretStore;
   sealer: Sealer;
   provisioner: Pick<Provisioner, 'defaultRegion'>;
   /** The URL agents use to reach the platform. */

@@ -1,16 +1,15 @@
 import crypto from 'node:crypto';
 import os from 'node:os';
 import type { Logger } from 'pino';
-import type { LeaseRepo, ReplicaRepo } from '../store/cluster-repos.js';
-import type { ReplicaRow } from '../store/schema.js';
+import type { LeaseStore, ReplicaInfo, ReplicaRegistry } from './ports.js';
 import { ConfigError } from './config.js';
 
 /** The lease whose holder runs the reconciler: the one replica that acts on workspaces. */
 export const RECONCILER_LEASE = 'reconciler';
 
 export interface MembershipOptions {
-  replicas: ReplicaRepo;
-  leases: LeaseRepo;
+  replicas: ReplicaRegistry;
+  leases: LeaseStore;
   logger: Logger;
   /** The backend this replica drives; every replica of a cluster must drive the same one. */
   backend: string;
@@ -30,7 +29,7 @@ export interface ClusterView {
   this: string;
   leader: string | null;
   lease_ttl_s: number;
-  replicas: Array<Omit<ReplicaRow, 'last_seen' | 'started_at'> & { started_at: string; last_seen: string }>;
+  replicas: Array<{ id: string; host: string; pid: number; backend: string; url: string | null; started_at: string; last_seen: string }>;
 }
 
 /**
@@ -104,7 +103,7 @@ export class Membership {
       );
     }
     const now = new Date(this.now()).toISOString();
-    await this.o.replicas.announce({ id: this.id, host: this.host, pid: process.pid, backend: this.o.backend, url, started_at: this.startedAt, last_seen: now });
+    await this.o.replicas.announce({ id: this.id, host: this.host, pid: process.pid, backend: this.o.backend, url, startedAt: this.startedAt, lastSeen: now });
     await this.tick();
     if (this.o.backend === 'process' && !this.o.sole) await this.leadOrRefuse();
   }
@@ -182,18 +181,23 @@ export class Membership {
   }
 
   /** Replicas seen within the lease TTL. */
-  async live(): Promise<ReplicaRow[]> {
+  async live(): Promise<ReplicaInfo[]> {
     return this.o.replicas.liveSince(new Date(this.now() - this.o.leaseTtlMs).toISOString());
   }
 
   /** For /healthz. */
   async view(): Promise<ClusterView> {
     const [replicas, leader] = await Promise.all([this.live(), this.o.leases.holder(RECONCILER_LEASE, this.now())]);
-    return { this: this.id, leader, lease_ttl_s: this.o.leaseTtlMs / 1000, replicas };
+    return {
+      this: this.id,
+      leader,
+      lease_ttl_s: this.o.leaseTtlMs / 1000,
+      replicas: replicas.map((r) => ({ id: r.id, host: r.host, pid: r.pid, backend: r.backend, url: r.url, started_at: r.startedAt, last_seen: r.lastSeen })),
+    };
   }
 
   /** A row left by a replica that ran on this host and whose process is gone (killed, then restarted here). */
-  private deadHere(r: ReplicaRow): boolean {
+  private deadHere(r: ReplicaInfo): boolean {
     if (r.host !== this.host) return false;
     const alive = this.o.pidAlive ?? pidAlive;
     return r.pid !== process.pid && !alive(r.pid);

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { ProvisionError, type InstanceSpec, type InstanceState, type Provisioner } from '../backends/provisioner.js';
-import type { SecretRepo, WorkspaceRepo } from '../store/repositories.js';
+import type { SecretStore, WorkspaceStore } from './ports.js';
 import type { Config } from './config.js';
 import type { Sealer } from './crypto.js';
 import type { EventBus } from './events.js';
@@ -24,8 +24,8 @@ export interface Trigger {
 
 export interface ReconcilerDeps {
   config: Config;
-  workspaces: WorkspaceRepo;
-  secrets: SecretRepo;
+  workspaces: WorkspaceStore;
+  secrets: SecretStore;
   bus: EventBus;
   provisioner: Provisioner;
   sealer: Sealer;

@@ -1,4 +1,4 @@
-import type { SecretRepo, WorkspaceRepo } from '../store/repositories.js';
+import type { SecretStore, WorkspaceStore } from './ports.js';
 import type { Sealer } from './crypto.js';
 import { ApiError } from './errors.js';
 import type { EventBus } from './events.js';
@@ -17,8 +17,8 @@ export interface SecretSummary {
 }
 
 export interface SecretServiceDeps {
-  secrets: SecretRepo;
-  workspaces: WorkspaceRepo;
+  secrets: SecretStore;
+  workspaces: WorkspaceStore;
   sealer: Sealer;
   bus: EventBus;
   /** The live workspace (404 unknown, 410 removed), for workspace scopes. */
@@ -34,7 +34,7 @@ export class SecretService {
 
   async list(scope: SecretScope): Promise<SecretSummary[]> {
     await this.checkScope(scope);
-    return (await this.d.secrets.list(scope)).map((s) => ({ key: s.key, created_at: s.created_at, updated_at: s.updated_at }));
+    return (await this.d.secrets.list(scope)).map((s) => ({ key: s.key, created_at: s.createdAt, updated_at: s.updatedAt }));
   }
 
   async put(scope: SecretScope, key: string, value: string): Promise<{ key: string; result: 'created' | 'updated' }> {

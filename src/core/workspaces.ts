@@ -1,15 +1,13 @@
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import { type HeartbeatRequest, type RegisterRequest, type RegistryResponse } from '../agent/contract.js';
-import type { Kysely } from 'kysely';
 import type { Provisioner } from '../backends/provisioner.js';
-import type { Database } from '../store/schema.js';
-import { SecretRepo, TokenRepo, WorkspaceRepo } from '../store/repositories.js';
 import type { Config } from './config.js';
 import { agentUrlProblem } from './agent-url.js';
 import { hashToken, mintToken, safeEqual, type Sealer } from './crypto.js';
 import { ApiError } from './errors.js';
 import type { EventBus } from './events.js';
+import type { SecretStore, TokenStore, Transact, WorkspaceStore } from './ports.js';
 import { secretAad } from './secrets.js';
 import { ACTIONS, canTransition, ROUTABLE, type Action } from './status.js';
 import type { LaunchKind, Tier, Workspace, WorkspaceStatus } from './types.js';
@@ -44,10 +42,10 @@ export interface PatchInput {
 export interface ServiceDeps {
   config: Config;
   /** For writes that belong together (create with its secrets, token rotation): one transaction. */
-  db: Kysely<Database>;
-  workspaces: WorkspaceRepo;
-  tokens: TokenRepo;
-  secrets: SecretRepo;
+  transact: Transact;
+  workspaces: WorkspaceStore;
+  tokens: TokenStore;
+  secrets: SecretStore;
   bus: EventBus;
   provisioner: Provisioner;
   sealer: Sealer;
@@ -160,9 +158,8 @@ export class WorkspaceService {
     };
     try {
       // The workspace and its secrets are one write: a workspace never exists without the secrets it was given.
-      await this.d.db.transaction().execute(async (trx) => {
-        await new WorkspaceRepo(trx).insert(ws);
-        const secrets = new SecretRepo(trx);
+      await this.d.transact(async ({ workspaces, secrets }) => {
+        await workspaces.insert(ws);
         for (const [k, v] of Object.entries(input.secrets ?? {})) await secrets.put(ws.id, k, this.d.sealer.seal(v, secretAad(ws.id, k)));
       });
     } catch (e) {
@@ -371,9 +368,9 @@ export class WorkspaceService {
     if (!row) {
       throw new ApiError(401, 'invalid_token', 'the workspace token is not valid (revoked, or never issued)');
     }
-    const ws = await this.d.workspaces.get(row.workspace_id);
+    const ws = await this.d.workspaces.get(row.workspaceId);
     if (!ws || ws.status === 'removed' || ws.status === 'removing') {
-      throw new ApiError(410, 'workspace_removed', `workspace ${row.workspace_id} was removed`);
+      throw new ApiError(410, 'workspace_removed', `workspace ${row.workspaceId} was removed`);
     }
     return ws;
   }
@@ -457,8 +454,7 @@ export class WorkspaceService {
   async rotateTokens(workspaceId: string): Promise<{ workspace: string; agent: string }> {
     const workspace = mintToken('workspace');
     const agent = mintToken('agent');
-    await this.d.db.transaction().execute(async (trx) => {
-      const tokens = new TokenRepo(trx);
+    await this.d.transact(async ({ tokens }) => {
       await tokens.revokeAll(workspaceId);
       await tokens.insert({ id: crypto.randomUUID(), workspaceId, kind: 'workspace', hash: hashToken(workspace), sealed: '' });
       await tokens.insert({

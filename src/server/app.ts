@@ -19,7 +19,7 @@ import type { EventBus } from '../core/events.js';
 import type { SecretService } from '../core/secrets.js';
 import type { WorkspaceService } from '../core/workspaces.js';
 import type { Store } from '../store/db.js';
-import type { WorkspaceRepo } from '../store/repositories.js';
+import type { WorkspaceStore } from '../core/ports.js';
 import type { Metrics } from './metrics.js';
 import { a2aRoutes } from './routes/a2a.js';
 import { eventRoutes } from './routes/events.js';
@@ -35,7 +35,7 @@ export interface AppDeps {
   config: Config;
   logger: Logger;
   store: Store;
-  workspaces: WorkspaceRepo;
+  workspaces: WorkspaceStore;
   bus: EventBus;
   svc: WorkspaceService;
   secretService: SecretService;

@@ -1,10 +1,10 @@
 import client from 'prom-client';
-import type { WorkspaceRepo } from '../store/repositories.js';
+import type { WorkspaceStore } from '../core/ports.js';
 import type { EventBus } from '../core/events.js';
 import { WORKSPACE_STATUSES } from '../core/types.js';
 
 /** Prometheus metrics on a registry of our own (tests build several apps in one process). */
-export function createMetrics(workspaces: WorkspaceRepo, bus: EventBus) {
+export function createMetrics(workspaces: WorkspaceStore, bus: EventBus) {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
   const httpDuration = new client.Histogram({

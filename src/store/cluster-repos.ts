@@ -1,15 +1,19 @@
 import type { Kysely } from 'kysely';
-import type { Database, ReplicaRow } from './schema.js';
+import type { ClusterFacts, LeaseStore, ReplicaInfo, ReplicaRegistry } from '../core/ports.js';
+import type { ClusterStore } from '../core/cluster.js';
+import type { Store } from './db.js';
+import { SecretRepo } from './repositories.js';
+import type { Database } from './schema.js';
 
 /** The platform processes of a cluster, as each announced itself. */
-export class ReplicaRepo {
+export class ReplicaRepo implements ReplicaRegistry {
   constructor(private readonly db: Kysely<Database>) {}
 
-  async announce(r: ReplicaRow): Promise<void> {
+  async announce(r: ReplicaInfo): Promise<void> {
     await this.db
       .insertInto('replicas')
-      .values(r)
-      .onConflict((oc) => oc.column('id').doUpdateSet({ last_seen: r.last_seen, url: r.url }))
+      .values({ id: r.id, host: r.host, pid: r.pid, backend: r.backend, url: r.url, started_at: r.startedAt, last_seen: r.lastSeen })
+      .onConflict((oc) => oc.column('id').doUpdateSet({ last_seen: r.lastSeen, url: r.url }))
       .execute();
   }
 
@@ -18,8 +22,9 @@ export class ReplicaRepo {
   }
 
   /** Replicas seen since `since` (ISO time), oldest first. */
-  async liveSince(since: string): Promise<ReplicaRow[]> {
-    return this.db.selectFrom('replicas').selectAll().where('last_seen', '>=', since).orderBy('started_at').orderBy('id').execute();
+  async liveSince(since: string): Promise<ReplicaInfo[]> {
+    const rows = await this.db.selectFrom('replicas').selectAll().where('last_seen', '>=', since).orderBy('started_at').orderBy('id').execute();
+    return rows.map((r) => ({ id: r.id, host: r.host, pid: Number(r.pid), backend: r.backend, url: r.url, startedAt: r.started_at, lastSeen: r.last_seen }));
   }
 
   async remove(id: string): Promise<void> {
@@ -36,7 +41,7 @@ export class ReplicaRepo {
  * Named leases with an owner and an expiry (epoch ms). Taking one is a single conditional write, so of several
  * replicas trying at once exactly one gets it: the insert of a new lease, or the update of an expired one.
  */
-export class LeaseRepo {
+export class LeaseRepo implements LeaseStore {
   constructor(private readonly db: Kysely<Database>) {}
 
   /** Takes or renews the lease for `owner` until `expiresAt`; true when `owner` holds it afterwards. */
@@ -69,4 +74,30 @@ export class LeaseRepo {
     const r = await this.db.selectFrom('leases').select(['owner', 'expires_at']).where('name', '=', name).executeTakeFirst();
     return r && Number(r.expires_at) >= now ? r.owner : null;
   }
+}
+
+/** Facts stored once per cluster: its identity and the secrets key's check value. */
+export class ClusterFactsRepo implements ClusterFacts {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async get(key: string): Promise<string | undefined> {
+    const r = await this.db.selectFrom('cluster').select('value').where('key', '=', key).executeTakeFirst();
+    return r?.value;
+  }
+
+  async insertOnce(key: string, value: string): Promise<string> {
+    await this.db
+      .insertInto('cluster')
+      .values({ key, value, created_at: new Date().toISOString() })
+      .onConflict((oc) => oc.column('key').doNothing())
+      .execute();
+    const stored = await this.get(key);
+    if (stored === undefined) throw new Error(`cluster row ${key} vanished right after it was written`);
+    return stored;
+  }
+}
+
+/** What core/cluster.ts needs to join the cluster this store belongs to. */
+export function clusterStoreOf(store: Store): ClusterStore {
+  return { kind: store.kind, facts: new ClusterFactsRepo(store.db), secrets: new SecretRepo(store.db) };
 }

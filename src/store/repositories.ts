@@ -1,5 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
-import type { Database, WorkspaceRow } from './schema.js';
+import type { Database, SecretRow, TokenRow, WorkspaceRow } from './schema.js';
+import type { EventLog, SecretRecord, SecretStore, Stores, TokenKind, TokenRecord, TokenStore, Transact, WorkspaceStore } from '../core/ports.js';
 import type { PlatformEvent, Workspace, WorkspaceStatus } from '../core/types.js';
 
 const json = <T>(s: string | null, fallback: T): T => (s == null ? fallback : (JSON.parse(s) as T));
@@ -69,7 +70,7 @@ function toColumns(p: Partial<Workspace>): Partial<WorkspaceRow> {
   return c;
 }
 
-export class WorkspaceRepo {
+export class WorkspaceRepo implements WorkspaceStore {
   constructor(private readonly db: Kysely<Database>) {}
 
   async insert(w: Workspace): Promise<void> {
@@ -139,7 +140,7 @@ export class WorkspaceRepo {
   }
 }
 
-export class TokenRepo {
+export class TokenRepo implements TokenStore {
   constructor(private readonly db: Kysely<Database>) {}
 
   async insert(t: { id: string; workspaceId: string; kind: 'workspace' | 'agent'; hash: string; sealed: string }): Promise<void> {
@@ -149,12 +150,13 @@ export class TokenRepo {
       .execute();
   }
 
-  async findActiveByHash(hash: string) {
-    return this.db.selectFrom('tokens').selectAll().where('hash', '=', hash).where('revoked_at', 'is', null).executeTakeFirst();
+  async findActiveByHash(hash: string): Promise<TokenRecord | undefined> {
+    const r = await this.db.selectFrom('tokens').selectAll().where('hash', '=', hash).where('revoked_at', 'is', null).executeTakeFirst();
+    return r && toToken(r);
   }
 
-  async active(workspaceId: string, kind: 'workspace' | 'agent') {
-    return this.db
+  async active(workspaceId: string, kind: TokenKind): Promise<TokenRecord | undefined> {
+    const r = await this.db
       .selectFrom('tokens')
       .selectAll()
       .where('workspace_id', '=', workspaceId)
@@ -162,6 +164,7 @@ export class TokenRepo {
       .where('revoked_at', 'is', null)
       .orderBy('created_at', 'desc')
       .executeTakeFirst();
+    return r && toToken(r);
   }
 
   /** Revoked tokens keep only their hash (for "revoked" answers); the sealed plaintext is dropped. */
@@ -175,7 +178,7 @@ export class TokenRepo {
   }
 }
 
-export class SecretRepo {
+export class SecretRepo implements SecretStore {
   constructor(private readonly db: Kysely<Database>) {}
 
   async put(scope: string, key: string, sealed: string): Promise<'created' | 'updated'> {
@@ -190,8 +193,13 @@ export class SecretRepo {
     return existing ? 'updated' : 'created';
   }
 
-  async list(scope: string) {
-    return this.db.selectFrom('secrets').selectAll().where('scope', '=', scope).orderBy('key').execute();
+  async list(scope: string): Promise<SecretRecord[]> {
+    return (await this.db.selectFrom('secrets').selectAll().where('scope', '=', scope).orderBy('key').execute()).map(toSecret);
+  }
+
+  async any(): Promise<SecretRecord | undefined> {
+    const r = await this.db.selectFrom('secrets').selectAll().limit(1).executeTakeFirst();
+    return r && toSecret(r);
   }
 
   async delete(scope: string, key: string): Promise<boolean> {
@@ -204,7 +212,7 @@ export class SecretRepo {
   }
 }
 
-export class EventRepo {
+export class EventRepo implements EventLog {
   constructor(private readonly db: Kysely<Database>) {}
 
   async append(e: Omit<PlatformEvent, 'id'>): Promise<PlatformEvent> {
@@ -235,6 +243,20 @@ export class EventRepo {
     const r = await this.db.selectFrom('events').select((eb) => eb.fn.max('id').as('id')).executeTakeFirst();
     return Number(r?.id ?? 0);
   }
+}
+
+function toToken(r: Selectable<TokenRow>): TokenRecord {
+  return { id: r.id, workspaceId: r.workspace_id, kind: r.kind as TokenKind, hash: r.hash, sealed: r.sealed, createdAt: r.created_at, revokedAt: r.revoked_at };
+}
+
+function toSecret(r: Selectable<SecretRow>): SecretRecord {
+  return { scope: r.scope, key: r.key, sealed: r.sealed, createdAt: r.created_at, updatedAt: r.updated_at };
+}
+
+/** The stores of one database, and units of work over them (Kysely transactions, on SQLite and Postgres alike). */
+export function storesOf(db: Kysely<Database>): Stores & { events: EventRepo; transact: Transact } {
+  const bound = (d: Kysely<Database>): Stores => ({ workspaces: new WorkspaceRepo(d), tokens: new TokenRepo(d), secrets: new SecretRepo(d) });
+  return { ...bound(db), events: new EventRepo(db), transact: (fn) => db.transaction().execute((trx) => fn(bound(trx))) };
 }
 
 function toEvent(r: Selectable<Database['events']>): PlatformEvent {

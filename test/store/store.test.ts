@@ -77,7 +77,7 @@ function storeSuite(kind: string, open: () => Promise<Store>) {
       await repo.insert(w);
       const tokens = new TokenRepo(store.db);
       await tokens.insert({ id: crypto.randomUUID(), workspaceId: w.id, kind: 'workspace', hash: `h-${w.id}`, sealed: 's' });
-      expect((await tokens.findActiveByHash(`h-${w.id}`))?.workspace_id).toBe(w.id);
+      expect((await tokens.findActiveByHash(`h-${w.id}`))?.workspaceId).toBe(w.id);
       await tokens.revokeAll(w.id);
       expect(await tokens.findActiveByHash(`h-${w.id}`)).toBeUndefined();
       const secrets = new SecretRepo(store.db);

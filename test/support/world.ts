@@ -5,7 +5,7 @@ import { EventBus, type EventFeed } from '../../src/core/events.js';
 import { Reconciler } from '../../src/core/reconciler.js';
 import { WorkspaceService } from '../../src/core/workspaces.js';
 import { openStore, type Store } from '../../src/store/db.js';
-import { EventRepo, SecretRepo, TokenRepo, WorkspaceRepo } from '../../src/store/repositories.js';
+import { EventRepo, SecretRepo, storesOf, TokenRepo, WorkspaceRepo } from '../../src/store/repositories.js';
 import { FakeProvisioner } from './fake-provisioner.js';
 
 export const silentLogger = pino({ level: 'silent' });
@@ -46,7 +46,7 @@ export async function world(timing: Partial<Config['timing']> = {}, store?: Stor
   const events = new EventRepo(s.db);
   const bus = new EventBus(events, opts.feed?.(events));
   const provisioner = new FakeProvisioner();
-  const svc = new WorkspaceService({ config, db: s.db, workspaces, tokens: new TokenRepo(s.db), secrets, bus, provisioner, sealer, logger });
+  const svc = new WorkspaceService({ config, transact: storesOf(s.db).transact, workspaces, tokens: new TokenRepo(s.db), secrets, bus, provisioner, sealer, logger });
   const probe = { ok: false, calls: 0 };
   let leader = true;
   const reconciler = new Reconciler({

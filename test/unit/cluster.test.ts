@@ -8,6 +8,7 @@ import { ConfigError, loadConfig } from '../../src/core/config.js';
 import { Sealer } from '../../src/core/crypto.js';
 import { secretAad } from '../../src/core/secrets.js';
 import { openStore, type Store } from '../../src/store/db.js';
+import { clusterStoreOf } from '../../src/store/cluster-repos.js';
 import { tempDir } from '../support/harness.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 
@@ -94,13 +95,13 @@ describe.runIf(process.env.CI || fs.existsSync('/usr/lib/postgresql') || process
     const key = newKey();
     const a = await replica(url, key);
     const b = await replica(url, key);
-    const ja = await joinCluster(a.store, a.config);
-    const jb = await joinCluster(b.store, b.config);
+    const ja = await joinCluster(clusterStoreOf(a.store), a.config);
+    const jb = await joinCluster(clusterStoreOf(b.store), b.config);
     expect(ja.platformId).toMatch(/^mp-[0-9a-f]{16}$/);
     expect(jb.platformId).toBe(ja.platformId);
     expect(jb.sealer.open(ja.sealer.seal('v', 'aad'), 'aad')).toBe('v');
     // A restarted replica joins again and finds the same cluster.
-    expect((await joinCluster(a.store, a.config)).platformId).toBe(ja.platformId);
+    expect((await joinCluster(clusterStoreOf(a.store), a.config)).platformId).toBe(ja.platformId);
     expect(fs.readdirSync(a.config.dataDir)).toEqual([]);
   });
 
@@ -108,10 +109,10 @@ describe.runIf(process.env.CI || fs.existsSync('/usr/lib/postgresql') || process
     const url = await database();
     const good = newKey();
     const a = await replica(url, good);
-    await joinCluster(a.store, a.config);
+    await joinCluster(clusterStoreOf(a.store), a.config);
     const bad = newKey();
     const b = await replica(url, bad);
-    const err = await joinCluster(b.store, b.config).then(
+    const err = await joinCluster(clusterStoreOf(b.store), b.config).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -127,7 +128,7 @@ describe.runIf(process.env.CI || fs.existsSync('/usr/lib/postgresql') || process
     const url = await database();
     const key = newKey();
     const replicas = await Promise.all(Array.from({ length: 4 }, () => replica(url, key)));
-    const joined = await Promise.all(replicas.map((r) => joinCluster(r.store, r.config)));
+    const joined = await Promise.all(replicas.map((r) => joinCluster(clusterStoreOf(r.store), r.config)));
     expect(new Set(joined.map((j) => j.platformId)).size).toBe(1);
     const rows = await replicas[0].store.db.selectFrom('cluster').select(['key']).orderBy('key').execute();
     expect(rows.map((r) => r.key)).toEqual(['key_check', 'platform_id']);
@@ -141,12 +142,12 @@ describe.runIf(process.env.CI || fs.existsSync('/usr/lib/postgresql') || process
     const a = await replica(url, key, first);
     const warnings: string[] = [];
     const logger = { info: () => undefined, warn: (_o: unknown, m?: string) => void warnings.push(String(m)) };
-    expect((await joinCluster(a.store, a.config, { logger: logger as never })).platformId).toBe('mp-00112233aabbccdd');
+    expect((await joinCluster(clusterStoreOf(a.store), a.config, { logger: logger as never })).platformId).toBe('mp-00112233aabbccdd');
     // A later replica with another id file keeps the cluster's id, and is told its old instances are not managed.
     const second = dir('seeded-other');
     fs.writeFileSync(path.join(second, 'docker-platform-id'), 'mp-ffffffffffffffff\n');
     const b = await replica(url, key, second);
-    expect((await joinCluster(b.store, b.config, { logger: logger as never })).platformId).toBe('mp-00112233aabbccdd');
+    expect((await joinCluster(clusterStoreOf(b.store), b.config, { logger: logger as never })).platformId).toBe('mp-00112233aabbccdd');
     expect(warnings.join('\n')).toMatch(/mp-ffffffffffffffff.*no longer managed/);
   });
 
@@ -158,7 +159,7 @@ describe.runIf(process.env.CI || fs.existsSync('/usr/lib/postgresql') || process
     const config = { ...loadConfig({ DATABASE_URL: url, MOLECULE_SECRETS_KEY: newKey(), MOLECULE_DATA_DIR: d }), backend: 'flyio' as const };
     const store = await openStore({ dataDir: d, databaseUrl: url });
     stores.push(store);
-    expect((await joinCluster(store, config)).platformId).toBe('mp-fly0000fly00000');
+    expect((await joinCluster(clusterStoreOf(store), config)).platformId).toBe('mp-fly0000fly00000');
   });
 
   it('refuses a first key that does not open secrets already in the database, and names the generated key file', async () => {
@@ -173,12 +174,12 @@ describe.runIf(process.env.CI || fs.existsSync('/usr/lib/postgresql') || process
       .values({ scope: 'global', key: 'OPENAI_API_KEY', sealed: oldSealer.seal('sk-x', secretAad('global', 'OPENAI_API_KEY')), created_at: now, updated_at: now })
       .execute();
     const wrong = loadConfig({ DATABASE_URL: url, MOLECULE_SECRETS_KEY: newKey(), MOLECULE_DATA_DIR: d });
-    await expect(joinCluster(store, wrong)).rejects.toThrow(/does not open the secrets already stored[\s\S]*secrets\.key/);
+    await expect(joinCluster(clusterStoreOf(store), wrong)).rejects.toThrow(/does not open the secrets already stored[\s\S]*secrets\.key/);
     expect(await store.db.selectFrom('cluster').selectAll().execute()).toEqual([]);
     // With the old key the cluster starts, and that key becomes the cluster's.
     const oldKey = fs.readFileSync(path.join(d, 'secrets.key'), 'utf8').trim();
     const right = loadConfig({ DATABASE_URL: url, MOLECULE_SECRETS_KEY: oldKey, MOLECULE_DATA_DIR: d });
-    const j = await joinCluster(store, right);
+    const j = await joinCluster(clusterStoreOf(store), right);
     expect(j.sealer.open((await store.db.selectFrom('secrets').select('sealed').executeTakeFirstOrThrow()).sealed, secretAad('global', 'OPENAI_API_KEY'))).toBe('sk-x');
   });
 });
@@ -189,7 +190,7 @@ describe('joinCluster on SQLite', () => {
     const store = await openStore({ dataDir: d, memory: true });
     try {
       const config = loadConfig({ MOLECULE_DATA_DIR: d, CONTAINER_BACKEND: 'process' });
-      const j = await joinCluster(store, config);
+      const j = await joinCluster(clusterStoreOf(store), config);
       expect(j.platformId).toBeUndefined();
       const file = path.join(d, 'secrets.key');
       expect(fs.statSync(file).mode & 0o777).toBe(0o600);
@@ -206,7 +207,7 @@ describe('joinCluster on SQLite', () => {
     const store = await openStore({ dataDir: d, memory: true });
     try {
       const key = newKey();
-      const j = await joinCluster(store, loadConfig({ MOLECULE_DATA_DIR: d, MOLECULE_SECRETS_KEY: key }));
+      const j = await joinCluster(clusterStoreOf(store), loadConfig({ MOLECULE_DATA_DIR: d, MOLECULE_SECRETS_KEY: key }));
       expect(Sealer.load(dir('other'), key).open(j.sealer.seal('v', 'aad'), 'aad')).toBe('v');
       expect(fs.existsSync(path.join(d, 'secrets.key'))).toBe(false);
     } finally {
