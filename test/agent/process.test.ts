@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { agentCommand } from '../../src/agent/launch.js';
+import { agentEnv } from '../support/instance.js';
 import { AGENT_TOKEN, legacySend, rpc, WORKSPACE_TOKEN } from './support/agent.js';
 import { FakeOpenAI } from './support/fake-models.js';
 import { FakePlatform } from './support/fake-platform.js';
@@ -86,18 +87,20 @@ describe('agent as a child process (agentCommand)', () => {
 
   function contractEnv(platform: FakePlatform, extra: Record<string, string> = {}): Record<string, string> {
     return {
-      WORKSPACE_ID: 'ws-proc-1',
-      WORKSPACE_NAME: 'proc-agent',
-      WORKSPACE_ROLE: 'Process test agent',
-      WORKSPACE_RUNTIME: 'hermes',
-      WORKSPACE_TIER: '1',
-      PLATFORM_URL: platform.url,
-      MOLECULE_WORKSPACE_TOKEN: WORKSPACE_TOKEN,
-      MOLECULE_AGENT_TOKEN: AGENT_TOKEN,
-      PORT: '0',
+      ...agentEnv({
+        workspaceId: 'ws-proc-1',
+        workspaceName: 'proc-agent',
+        workspaceRole: 'Process test agent',
+        workspaceRuntime: 'hermes',
+        workspaceTier: '1',
+        platformUrl: platform.url,
+        workspaceToken: WORKSPACE_TOKEN,
+        agentToken: AGENT_TOKEN,
+        port: '0',
+        region: 'sjc',
+        heartbeatIntervalS: '0.2',
+      }),
       AGENT_HOST: '127.0.0.1',
-      MOLECULE_REGION: 'sjc',
-      HEARTBEAT_INTERVAL_S: '0.2',
       ...extra,
     };
   }

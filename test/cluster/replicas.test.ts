@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { flyctl } from '../flyio/support.js';
-import { waitFor } from '../support/harness.js';
+import { waitFor, waitReady } from '../support/harness.js';
 import { HAVE_POSTGRES, openSse, ReplicaCluster, type SseEvent } from '../support/replicas.js';
 
 /**
@@ -167,7 +167,7 @@ describe.runIf(HAVE_POSTGRES)('many replicas on one Postgres (Fly simulator, bal
 
     const survivors = [A, B, C].filter((i) => i !== old.index);
     for (const id of created) {
-      await waitFor(`${id} ready`, async () => (await get(survivors[0], id)).status === 'ready', 180_000, 250);
+      await waitReady(r(survivors[0]), id, { what: `${id} ready`, timeoutMs: 180_000, everyMs: 250 });
       for (const i of survivors) expect((await get(i, id)).status).toBe('ready');
     }
     // Exactly one live machine per workspace: the one it records (a machine the dead leader had asked for and
@@ -196,7 +196,7 @@ describe.runIf(HAVE_POSTGRES)('many replicas on one Postgres (Fly simulator, bal
   }, 420_000);
 
   it('a machine killed from outside is restarted exactly once, not once per replica', async () => {
-    await waitFor('walk ready', async () => (await get(A, walk)).status === 'ready', 60_000);
+    await waitReady(r(A), walk, { what: 'walk ready', timeoutMs: 60_000 });
     const before = await get(B, walk);
     const machineId = before.instance.id as string;
     const m = c.sim!.machine(machineId)!;
@@ -205,11 +205,15 @@ describe.runIf(HAVE_POSTGRES)('many replicas on one Postgres (Fly simulator, bal
     const lastEvent = Math.max(0, ...((await r(C).call('GET', `/workspaces/${walk}/events`)).body as any[]).map((e) => e.id));
 
     process.kill(pid, 'SIGKILL');
-    await waitFor('ready again with a new agent', async () => {
-      const w = await get(C, walk);
-      const now = c.sim!.machine(machineId);
-      return w.status === 'ready' && !!now?.pid && now.pid !== pid && w.restart_count > before.restart_count;
-    }, 120_000, 250);
+    await waitReady(r(C), walk, {
+      what: 'ready again with a new agent',
+      until: (w) => {
+        const now = c.sim!.machine(machineId);
+        return !!now?.pid && now.pid !== pid && w.restart_count > before.restart_count;
+      },
+      timeoutMs: 120_000,
+      everyMs: 250,
+    });
     // Long enough for a second replica's liveness check (TTL 3 s, checks every 250 ms) to have acted too.
     await steady('ready with one restart more', async () => {
       const w = await get(A, walk);
@@ -277,7 +281,7 @@ describe.runIf(HAVE_POSTGRES)('the process backend stays one replica', () => {
 
   it('refuses a second process-backend replica on the same database, saying why', async () => {
     const id = (await c.replicas[0].api.call('POST', '/workspaces', { name: 'only-one' })).body.id;
-    await waitFor('ready', async () => (await c.replicas[0].api.call('GET', `/workspaces/${id}`)).body.status === 'ready', 60_000);
+    await waitReady(c.replicas[0].api, id, { timeoutMs: 60_000 });
     const second = await c.runRefused({});
     expect(second.started, `a second process replica started:\n${second.stdout.slice(-2000)}`).toBe(false);
     expect(second.code, second.stderr).not.toBe(0);

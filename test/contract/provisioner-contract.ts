@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InstanceEvent, InstanceSpec, Provisioner } from '../../src/backends/provisioner.js';
 import { waitFor } from '../support/harness.js';
+import { agentHealthy, instanceSpec } from '../support/instance.js';
 
 /** What a backend's test file gives the shared suite. */
 export interface ContractSubject {
@@ -18,27 +19,8 @@ const AGENT_TOKEN = 'contract-agent-token';
 let image = 'ghcr.io/molecule-ai/workspace-hermes:latest';
 
 function spec(overrides: Partial<InstanceSpec> = {}): InstanceSpec {
-  const workspaceId = crypto.randomUUID();
-  return {
-    workspaceId,
-    name: 'contract',
-    runtime: 'hermes',
-    tier: 1,
-    region: null,
-    image,
-    env: { WORKSPACE_ID: workspaceId, WORKSPACE_NAME: 'contract', MOLECULE_AGENT_TOKEN: AGENT_TOKEN, MOLECULE_REGION: 'test', PORT: '8000' },
-    ...overrides,
-  };
-}
-
-async function healthy(p: Provisioner, handle: { url: string | null; headers?: Record<string, string> }): Promise<boolean> {
-  if (!handle.url) return false;
-  try {
-    const res = await fetch(new URL('/healthz', handle.url), { headers: handle.headers, signal: AbortSignal.timeout(2000) });
-    return res.ok;
-  } catch {
-    return false;
-  }
+  const base = instanceSpec({ name: 'contract', image, agent: { agentToken: AGENT_TOKEN, region: 'test', port: '8000' } });
+  return { ...base, ...overrides };
 }
 
 /**
@@ -71,7 +53,7 @@ export function provisionerContract(name: string, makeSubject: () => Promise<Con
       const sp = spec();
       const h = await s.provisioner.start(sp);
       started.push(h.instanceId);
-      await waitFor('agent /healthz', () => healthy(s.provisioner, h), 60_000);
+      await waitFor('agent /healthz', () => agentHealthy(h.url, h.headers), 60_000);
       expect((await s.provisioner.inspect(h.instanceId)).state).toBe('running');
       const owned = await s.provisioner.list();
       expect(owned).toContainEqual(expect.objectContaining({ instanceId: h.instanceId, workspaceId: sp.workspaceId }));
@@ -84,25 +66,25 @@ export function provisionerContract(name: string, makeSubject: () => Promise<Con
       const sp = spec();
       const h = await s.provisioner.start(sp);
       started.push(h.instanceId);
-      await waitFor('up', () => healthy(s.provisioner, h), 60_000);
+      await waitFor('up', () => agentHealthy(h.url, h.headers), 60_000);
 
       await s.provisioner.stop(h.instanceId);
       expect(['stopped', 'failed']).toContain((await s.provisioner.inspect(h.instanceId)).state);
-      expect(await healthy(s.provisioner, h)).toBe(false);
+      expect(await agentHealthy(h.url, h.headers)).toBe(false);
       await s.provisioner.stop(h.instanceId); // again: not an error
 
       const resumed = await s.provisioner.resume(h.instanceId, sp);
-      await waitFor('resumed', () => healthy(s.provisioner, resumed), 60_000);
+      await waitFor('resumed', () => agentHealthy(resumed.url, resumed.headers), 60_000);
 
       const restarted = await s.provisioner.restart(resumed.instanceId, sp);
-      await waitFor('restarted', () => healthy(s.provisioner, restarted), 60_000);
+      await waitFor('restarted', () => agentHealthy(restarted.url, restarted.headers), 60_000);
       expect((await s.provisioner.inspect(restarted.instanceId)).state).toBe('running');
 
       await s.provisioner.destroy(restarted.instanceId);
       expect((await s.provisioner.inspect(restarted.instanceId)).state).toBe('gone');
       expect((await s.provisioner.list()).map((o) => o.instanceId)).not.toContain(restarted.instanceId);
       await s.provisioner.destroy(restarted.instanceId);
-      expect(await healthy(s.provisioner, restarted)).toBe(false);
+      expect(await agentHealthy(restarted.url, restarted.headers)).toBe(false);
     }, 120_000);
 
     it('treats unknown instances as absent, not as errors', async () => {
@@ -116,7 +98,7 @@ export function provisionerContract(name: string, makeSubject: () => Promise<Con
       const sp = spec();
       const h = await s.provisioner.start(sp);
       started.push(h.instanceId);
-      await waitFor('up', () => healthy(s.provisioner, h), 60_000);
+      await waitFor('up', () => agentHealthy(h.url, h.headers), 60_000);
       const before = events.length;
       await s.crash(h.instanceId);
       const ev = await waitFor('an instance event', async () => events.slice(before).find((e) => e.instanceId === h.instanceId && e.state !== 'running'), 30_000);
@@ -129,7 +111,7 @@ export function provisionerContract(name: string, makeSubject: () => Promise<Con
       const sp = spec();
       const h = await s.provisioner.start(sp);
       started.push(h.instanceId);
-      await waitFor('up', () => healthy(s.provisioner, h), 60_000);
+      await waitFor('up', () => agentHealthy(h.url, h.headers), 60_000);
       const accepts = async (handle: { url: string | null; headers?: Record<string, string> }, token: string) => {
         const res = await fetch(new URL('/', handle.url!), {
           method: 'POST',
@@ -159,7 +141,7 @@ export function provisionerContract(name: string, makeSubject: () => Promise<Con
       const sp = spec();
       const h = await s.provisioner.start(sp);
       started.push(h.instanceId);
-      await waitFor('up', () => healthy(s.provisioner, h), 60_000);
+      await waitFor('up', () => agentHealthy(h.url, h.headers), 60_000);
       const before = events.length;
       await s.provisioner.stop(h.instanceId);
       await s.provisioner.destroy(h.instanceId);

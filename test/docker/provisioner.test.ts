@@ -7,31 +7,15 @@ import { demuxLines } from '../../src/backends/docker/logs.js';
 import { ProvisionError, type InstanceEvent, type InstanceSpec } from '../../src/backends/provisioner.js';
 import type { Tier } from '../../src/core/types.js';
 import { waitFor } from '../support/harness.js';
+import { agentHealthy, instanceSpec } from '../support/instance.js';
 import { DOCKER_SOCKET, docker, dockerDescribe, nodeEval, removeByPlatformId, TEST_IMAGE } from './support.js';
 
 const logger = pino({ level: 'silent' });
 const AGENT_TOKEN = 'docker-test-agent-token';
 
 function spec(tier: Tier, overrides: Partial<InstanceSpec> = {}): InstanceSpec {
-  const workspaceId = crypto.randomUUID();
-  return {
-    workspaceId,
-    name: 'docker-test',
-    runtime: 'hermes',
-    tier,
-    region: null,
-    image: TEST_IMAGE,
-    env: { WORKSPACE_ID: workspaceId, WORKSPACE_NAME: 'docker-test', WORKSPACE_TIER: String(tier), MOLECULE_AGENT_TOKEN: AGENT_TOKEN, MOLECULE_REGION: 'local' },
-    ...overrides,
-  };
-}
-
-async function healthy(url: string | null): Promise<boolean> {
-  try {
-    return !!url && (await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) })).ok;
-  } catch {
-    return false;
-  }
+  const base = instanceSpec({ name: 'docker-test', tier, image: TEST_IMAGE, agent: { workspaceTier: String(tier), agentToken: AGENT_TOKEN, region: 'local' } });
+  return { ...base, ...overrides };
 }
 
 dockerDescribe('Docker backend on a real engine', () => {
@@ -68,7 +52,7 @@ dockerDescribe('Docker backend on a real engine', () => {
     expect(bound[0].HostIp).toBe('127.0.0.1');
     expect(h.url).toBe(`http://127.0.0.1:${bound[0].HostPort}`);
     expect(h.details).toMatchObject({ hostname: h.instanceId, memory_mb: 256, cpus: 1, read_only_root: true });
-    await waitFor('agent up', () => healthy(h.url), 30_000);
+    await waitFor('agent up', () => agentHealthy(h.url), 30_000);
 
     // Enforced, not just configured: the root filesystem refuses writes, /tmp and /workspace take them.
     const root = await nodeEval(h.instanceId, "try { require('fs').writeFileSync('/etc/x', 'x'); console.log('wrote') } catch (e) { console.log(e.code) }");
@@ -91,7 +75,7 @@ dockerDescribe('Docker backend on a real engine', () => {
   it('keeps /workspace across restarts and removes container and volume on destroy', async () => {
     const sp = spec(2);
     const first = await p.start(sp);
-    await waitFor('agent up', () => healthy(first.url), 30_000);
+    await waitFor('agent up', () => agentHealthy(first.url), 30_000);
     const w = await nodeEval(first.instanceId, "require('fs').writeFileSync('/workspace/notes.txt', 'kept'); console.log(require('fs').statSync('/workspace').uid)");
     expect(w.out).toBe('1000'); // the agent's own user owns its volume
     const firstId = (await docker.getContainer(first.instanceId).inspect()).Id;
@@ -99,12 +83,12 @@ dockerDescribe('Docker backend on a real engine', () => {
     const again = await p.restart(first.instanceId, sp);
     const againId = (await docker.getContainer(again.instanceId).inspect()).Id;
     expect(againId).not.toBe(firstId); // a new container (fresh env and tokens), the same volume
-    await waitFor('agent up again', () => healthy(again.url), 30_000);
+    await waitFor('agent up again', () => agentHealthy(again.url), 30_000);
     expect((await nodeEval(again.instanceId, "console.log(require('fs').readFileSync('/workspace/notes.txt', 'utf8'))")).out).toBe('kept');
 
     await p.stop(again.instanceId);
     const resumed = await p.resume(again.instanceId, sp);
-    await waitFor('agent up after resume', () => healthy(resumed.url), 30_000);
+    await waitFor('agent up after resume', () => agentHealthy(resumed.url), 30_000);
     expect((await nodeEval(resumed.instanceId, "console.log(require('fs').readFileSync('/workspace/notes.txt', 'utf8'))")).out).toBe('kept');
 
     await p.destroy(resumed.instanceId);
@@ -127,7 +111,7 @@ dockerDescribe('Docker backend on a real engine', () => {
   it('reports an OOM kill at the tier limit as the reason, with exit code 137', async () => {
     const sp = spec(1);
     const h = await p.start(sp);
-    await waitFor('agent up', () => healthy(h.url), 30_000);
+    await waitFor('agent up', () => agentHealthy(h.url), 30_000);
     const before = events.length;
     // The test image's hook: SIGUSR2 makes the agent allocate without bound (forwarded by the container's init).
     await docker.getContainer(h.instanceId).kill({ signal: 'SIGUSR2' });
@@ -146,7 +130,7 @@ dockerDescribe('Docker backend on a real engine', () => {
   it('streams logs from the engine and follows new lines', async () => {
     const sp = spec(2);
     const h = await p.start(sp);
-    await waitFor('agent up', () => healthy(h.url), 30_000);
+    await waitFor('agent up', () => agentHealthy(h.url), 30_000);
     const abort = new AbortController();
     const seen: string[] = [];
     const following = (async () => {

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { startPlatform, type Platform } from '../../src/platform.js';
-import { api, FAST_ENV, killRecordedAgents, tempDir, waitFor, type Api } from '../support/harness.js';
+import { api, FAST_ENV, killRecordedAgents, tempDir, waitFor, waitReady, type Api } from '../support/harness.js';
 import { startFakeOpenAI, type FakeOpenAI } from '../support/fake-openai.js';
 
 /** The proxy against a real agent whose model is a local OpenAI-compatible server. */
@@ -32,7 +32,7 @@ describe('A2A proxy with a model provider', () => {
     expect(r.status).toBe(201);
     expect(JSON.stringify(r.body)).not.toContain('sk-test-123');
     ws = r.body.id;
-    await waitFor('ready', async () => (await http.call('GET', `/workspaces/${ws}`)).body.status === 'ready');
+    await waitReady(http, ws);
   });
 
   afterAll(async () => {
@@ -165,7 +165,7 @@ describe('A2A proxy with a model provider', () => {
     try {
       const h = api(slow.url);
       const id = (await h.call('POST', '/workspaces', { name: 'slow', env: { OPENAI_BASE_URL: model.url }, secrets: { OPENAI_API_KEY: 'sk-x' } })).body.id;
-      await waitFor('ready', async () => (await h.call('GET', `/workspaces/${id}`)).body.status === 'ready');
+      await waitReady(h, id);
       const r = await h.call('POST', `/workspaces/${id}/a2a`, { jsonrpc: '2.0', id: 'slow-1', method: 'message/send', params: { message: { role: 'user', parts: [{ kind: 'text', text: 'HANG FOREVER' }] } } });
       expect(r.status).toBe(504);
       expect(r.body).toMatchObject({ id: 'slow-1', error: { code: -32032, message: 'the agent did not answer within 1 s' } });

@@ -3,10 +3,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import pino from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPlatform } from '../../src/platform.js';
 import { DOCKER_SOCKET, docker, dockerDescribe, nodeEval, removeByPlatformId, TEST_IMAGE, TEST_IMAGE_TEMPLATE_ENV } from '../docker/support.js';
-import { api, FAST_ENV, launchPlatform, tempDir, waitFor, type Api, type PlatformProcess } from '../support/harness.js';
+import { api, FAST_ENV, launchPlatform, tempDir, waitFor, waitReady, type Api, type PlatformProcess } from '../support/harness.js';
+import { printPlatformLogOnFailure } from '../support/hooks.js';
 import { runSeedSteps } from '../support/seed.js';
 
 const dockerEnv = { CONTAINER_BACKEND: 'docker', DOCKER_HOST: `unix://${DOCKER_SOCKET}`, MOLECULE_RUNTIME_IMAGE: TEST_IMAGE_TEMPLATE_ENV, MOLECULE_DOCKER_STOP_TIMEOUT_S: '2' };
@@ -47,17 +48,12 @@ dockerDescribe(
       platformId = (await http.call('GET', '/healthz')).body.backend.platform_id;
     });
 
-    let failed = false;
-    afterEach(({ task }) => {
-      if (task.result?.state === 'fail') failed = true;
-    });
-
     afterAll(async () => {
-      if (failed && platform) process.stdout.write(`platform log tail:\n${fs.readFileSync(platform.logFile, 'utf8').split('\n').slice(-30).join('\n')}\n`);
       await platform?.stop();
       if (platformId) await removeByPlatformId(platformId);
       if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
     });
+    printPlatformLogOnFailure(() => platform, 30);
 
     it('runs the seed walkthrough steps 3, 4, 6 and 7 exactly as written', async () => {
       const run = await runSeedSteps([3, 4, 6, 7], platform.port);
@@ -128,7 +124,7 @@ dockerDescribe(
       const before = await containerId();
       expect((await nodeEval(await container(), "require('fs').writeFileSync('/workspace/notes.txt', 'still here'); console.log('ok')")).out).toBe('ok');
       expect((await http.call('POST', `/workspaces/${ws}/restart`)).status).toBe(202);
-      await waitFor('ready after restart', async () => (await status()) === 'ready' && (await containerId()) !== before, 60_000);
+      await waitReady(http, ws, { what: 'ready after restart', until: async () => (await containerId()) !== before, timeoutMs: 60_000 });
       expect((await nodeEval(await container(), "console.log(require('fs').readFileSync('/workspace/notes.txt', 'utf8'))")).out).toBe('still here');
       await expect(docker.getContainer(before).inspect()).rejects.toMatchObject({ statusCode: 404 });
       expect((await ask('What region are you running in?')).body.result.parts[0].text).toMatch(/local/);
@@ -140,7 +136,7 @@ dockerDescribe(
       expect(patched.body.needs_restart).toBe(true);
       const before = await containerId();
       expect((await http.call('POST', `/workspaces/${ws}/restart`)).status).toBe(202);
-      await waitFor('ready with the new tier', async () => (await status()) === 'ready' && (await containerId()) !== before, 60_000);
+      await waitReady(http, ws, { what: 'ready with the new tier', until: async () => (await containerId()) !== before, timeoutMs: 60_000 });
       const info = await docker.getContainer(await container()).inspect();
       expect(info.HostConfig.Memory).toBe(2048 * 1024 * 1024);
       expect(info.HostConfig.NanoCpus).toBe(Math.min(2, (await docker.info()).NCPU) * 1e9);
@@ -154,14 +150,14 @@ dockerDescribe(
       expect((await docker.getContainer(running).inspect()).State.Running).toBe(false);
       expect((await ask('hello?')).status).toBe(503);
       expect((await http.call('POST', `/workspaces/${ws}/resume`)).status).toBe(202);
-      await waitFor('ready after resume', async () => (await status()) === 'ready', 60_000);
+      await waitReady(http, ws, { what: 'ready after resume', timeoutMs: 60_000 });
       expect((await ask('What is your name?')).body.result.parts[0].text).toMatch(/fly-worker/);
     }, 90_000);
 
     it('notices a container killed from outside, goes offline and restarts it', async () => {
       const victim = await containerId();
       await docker.getContainer(victim).kill({ signal: 'SIGKILL' });
-      await waitFor('offline then ready in a new container', async () => (await status()) === 'ready' && (await containerId()) !== victim, 60_000);
+      await waitReady(http, ws, { what: 'offline then ready in a new container', until: async () => (await containerId()) !== victim, timeoutMs: 60_000 });
       const offline = (await events()).filter((e) => e.type === 'workspace.status' && e.data.to === 'offline').pop();
       expect(offline.data.reason).toMatch(/killed \(SIGKILL, exit code 137\)/);
       expect(offline.data.reason).not.toMatch(/OOM/);
@@ -172,7 +168,7 @@ dockerDescribe(
       const r = await http.call('POST', '/workspaces', { name: 'hungry', tier: 1 });
       expect(r.status).toBe(201);
       const id = r.body.id;
-      await waitFor('tier 1 workspace ready', async () => (await status(id)) === 'ready', 60_000);
+      await waitReady(http, id, { what: 'tier 1 workspace ready', timeoutMs: 60_000 });
       const info = await docker.getContainer(await container(id)).inspect();
       expect(info.HostConfig.Memory).toBe(256 * 1024 * 1024);
       expect(info.HostConfig.ReadonlyRootfs).toBe(true);
@@ -186,7 +182,7 @@ dockerDescribe(
       expect(offline.data.reason).toMatch(/OOM: the kernel killed the agent at the tier 1 memory limit \(256 MB; exit code 137\)/);
       const dead = await docker.getContainer(info.Id).inspect().catch(() => undefined);
       if (dead) expect(dead.State).toMatchObject({ OOMKilled: true, ExitCode: 137 });
-      await waitFor('restarted and ready', async () => (await status(id)) === 'ready' && (await containerId(id)) !== info.Id, 60_000);
+      await waitReady(http, id, { what: 'restarted and ready', until: async () => (await containerId(id)) !== info.Id, timeoutMs: 60_000 });
       expect((await events(id)).some((e) => e.type === 'workspace.status' && /automatic restart/.test(e.data.reason))).toBe(true);
       expect((await ask('What is your tier?', id)).status).toBe(200);
       expect((await http.call('DELETE', `/workspaces/${id}`)).status).toBe(202);
@@ -222,7 +218,7 @@ dockerDescribe(
       expect((await ask('What region are you running in?')).status).toBe(200);
       // The adopted container's death is still seen.
       await docker.getContainer(adopted).kill({ signal: 'SIGKILL' });
-      await waitFor('adopted container replaced', async () => (await status()) === 'ready' && (await containerId()) !== adopted, 60_000);
+      await waitReady(http, ws, { what: 'adopted container replaced', until: async () => (await containerId()) !== adopted, timeoutMs: 60_000 });
     }, 120_000);
 
     it('deletes: container and volume removed, then 410', async () => {
@@ -344,7 +340,7 @@ dockerDescribe('docker backend through an engine outage', () => {
       const http = api(p.url);
       const id = (await http.call('POST', '/workspaces', { name: 'through-the-outage' })).body.id;
       const ws = async () => (await http.call('GET', `/workspaces/${id}`)).body;
-      await waitFor('ready', async () => (await ws()).status === 'ready', 60_000);
+      await waitReady(http, id, { timeoutMs: 60_000 });
       const first = (await ws()).instance.id;
 
       await relay.down();
@@ -361,19 +357,17 @@ dockerDescribe('docker backend through an engine outage', () => {
       expect((await ws()).status).not.toBe('failed');
 
       await relay.up();
-      await waitFor('ready again in a new container', async () => {
-        const w = await ws();
-        return w.status === 'ready' && w.instance.id === first && (await docker.getContainer(first).inspect()).State.Running;
-      }, 60_000);
+      await waitReady(http, id, {
+        what: 'ready again in a new container',
+        until: async (w) => w.instance.id === first && (await docker.getContainer(first).inspect()).State.Running,
+        timeoutMs: 60_000,
+      });
       await waitFor('/healthz says the engine is back', async () => (await http.call('GET', '/healthz')).body.backend.engine.reachable === true, 5_000);
       expect((await http.call('POST', '/workspaces', { name: 'now-again' })).status).toBe(201);
       // The event stream is back too: a kill is noticed without waiting for heartbeats to go missing.
       const again = (await docker.getContainer(first).inspect()).Id;
       await docker.getContainer(again).kill({ signal: 'SIGKILL' });
-      await waitFor('restarted after the kill', async () => {
-        const w = await ws();
-        return w.status === 'ready' && (await docker.getContainer(first).inspect()).Id !== again;
-      }, 30_000);
+      await waitReady(http, id, { what: 'restarted after the kill', until: async () => (await docker.getContainer(first).inspect()).Id !== again, timeoutMs: 30_000 });
     } finally {
       await p.close();
       await relay.close();

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFlySim, type FlySim } from '../../tools/fly-sim/index.js';
-import { api, launchPlatform, processEnv, tempDir, waitFor, type Api, type PlatformProcess } from '../support/harness.js';
+import { api, launchPlatform, processEnv, tempDir, waitFor, waitReady, type Api, type PlatformProcess } from '../support/harness.js';
 import { runSeedSteps } from '../support/seed.js';
 
 /**
@@ -92,7 +92,7 @@ describe('flyio backend, end to end (Fly Machines API simulator)', { shuffle: fa
     const r = await http.call('POST', '/workspaces', { name: 'in-ams', region: 'ams' });
     expect(r.status).toBe(201);
     const other = r.body.id;
-    await waitFor('ams workspace ready', async () => (await status(other)) === 'ready', 60_000);
+    await waitReady(http, other, { what: 'ams workspace ready', timeoutMs: 60_000 });
     expect(sim.machine(await machineOf(other))!.region).toBe('ams');
     const a = await ask('What region are you running in?', other);
     expect(a.status).toBe(200);
@@ -105,7 +105,7 @@ describe('flyio backend, end to end (Fly Machines API simulator)', { shuffle: fa
   }, 90_000);
 
   it('restarts on request: same machine, a new agent process', async () => {
-    await waitFor('ready before the restart', async () => (await status()) === 'ready', 60_000);
+    await waitReady(http, ws, { what: 'ready before the restart', timeoutMs: 60_000 });
     const id = await machineOf();
     const before = sim.machine(id);
     expect(before, `machine ${id} of ${JSON.stringify(await get())}`).toBeTruthy();
@@ -114,7 +114,7 @@ describe('flyio backend, end to end (Fly Machines API simulator)', { shuffle: fa
     expect(tokenBefore).toMatch(/\S/);
     const r = await http.call('POST', `/workspaces/${ws}/restart`);
     expect(r.status, JSON.stringify(r.body)).toBe(202);
-    await waitFor('ready after restart', async () => (await status()) === 'ready' && sim.machine(id)!.pid !== pid, 60_000);
+    await waitReady(http, ws, { what: 'ready after restart', until: () => sim.machine(id)!.pid !== pid, timeoutMs: 60_000 });
     expect(await machineOf()).toBe(id);
     // Every restart hands the instance fresh tokens (Fly app secrets), so a new machine version boots with them.
     const update = (await events()).filter((e) => e.type === 'workspace.step' && e.data.step === 'machine config updated').at(-1);
@@ -130,7 +130,7 @@ describe('flyio backend, end to end (Fly Machines API simulator)', { shuffle: fa
     expect((await http.call('PUT', `/workspaces/${ws}/secrets/SOME_API_KEY`, { value: 'v1' })).status).toBeLessThan(300);
     expect((await get()).needs_restart).toBe(true);
     expect((await http.call('POST', `/workspaces/${ws}/restart`)).status).toBe(202);
-    await waitFor('ready after the update', async () => (await status()) === 'ready' && sim.machine(id)!.version !== before, 60_000);
+    await waitReady(http, ws, { what: 'ready after the update', until: () => sim.machine(id)!.version !== before, timeoutMs: 60_000 });
     expect(processEnv(sim.machine(id)!.pid!, 'SOME_API_KEY')).toBe('v1');
     expect(sim.machine(id)!.env.SOME_API_KEY).toBeUndefined(); // an app secret, referenced by name
     expect(await machineOf()).toBe(id);
@@ -147,7 +147,7 @@ describe('flyio backend, end to end (Fly Machines API simulator)', { shuffle: fa
     expect(refused.status).toBe(503);
     expect(refused.body.error.data).toMatchObject({ code: 'workspace_not_ready', status: 'paused' });
     expect((await http.call('POST', `/workspaces/${ws}/resume`)).status).toBe(202);
-    await waitFor('ready after resume', async () => (await status()) === 'ready', 60_000);
+    await waitReady(http, ws, { what: 'ready after resume', timeoutMs: 60_000 });
     expect(sim.machine(id)!.state).toBe('started');
     expect((await ask('What is your name?')).body.result.parts[0].text).toMatch(/fly-worker/);
   }, 90_000);
@@ -157,7 +157,7 @@ describe('flyio backend, end to end (Fly Machines API simulator)', { shuffle: fa
     const pid = sim.machine(id)!.pid!;
     process.kill(pid, 'SIGKILL');
     await waitFor('offline', async () => (await events()).some((e) => e.type === 'workspace.status' && e.data.to === 'offline' && /137/.test(e.data.reason)), 30_000, 200);
-    await waitFor('ready again with a new agent', async () => (await status()) === 'ready' && !!sim.machine(id)!.pid && sim.machine(id)!.pid !== pid, 60_000);
+    await waitReady(http, ws, { what: 'ready again with a new agent', until: () => !!sim.machine(id)!.pid && sim.machine(id)!.pid !== pid, timeoutMs: 60_000 });
     const evs = await events();
     expect(evs.some((e) => e.type === 'workspace.status' && /automatic restart/.test(e.data.reason))).toBe(true);
     expect((await get()).restart_count).toBeGreaterThanOrEqual(1);
@@ -233,7 +233,7 @@ describe('flyio backend, end to end (Fly Machines API simulator)', { shuffle: fa
 
     platform = await launchPlatform({ dataDir, port: platform.port, env: flyEnv() });
     http = api(platform.url);
-    await waitFor('the interrupted workspace ready', async () => (await status(w2)) === 'ready', 90_000, 250);
+    await waitReady(http, w2, { what: 'the interrupted workspace ready', timeoutMs: 90_000, everyMs: 250 });
     const live = liveMachinesOf(w2);
     expect(live.map((m) => m.id)).toEqual([await machineOf(w2)]);
     expect(live[0].state).toBe('started');

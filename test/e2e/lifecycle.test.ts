@@ -5,7 +5,8 @@ import WebSocket from 'ws';
 import { ProcessProvisioner } from '../../src/backends/process/index.js';
 import { ProvisionError, type InstanceSpec } from '../../src/backends/provisioner.js';
 import { startPlatform, type Platform } from '../../src/platform.js';
-import { api, FAST_ENV, killRecordedAgents, pidAlive, tempDir, waitFor, type Api } from '../support/harness.js';
+import { api, FAST_ENV, killRecordedAgents, pidAlive, tempDir, waitFor, waitReady, waitStatus, type Api } from '../support/harness.js';
+import { instanceSpec } from '../support/instance.js';
 
 const logger = pino({ level: 'silent' });
 const dirs: string[] = [];
@@ -35,10 +36,7 @@ describe('lifecycle failures and recovery', () => {
     const crash = () => ({ command: process.execPath, args: ['-e', 'console.error("boom: no config"); process.exit(3)'] });
     const { http } = await platformWith({ MOLECULE_CRASH_LOOP_MAX: '3' }, crash);
     const ws = (await http.call('POST', '/workspaces', { name: 'crashy' })).body.id;
-    const failed = await waitFor('failed', async () => {
-      const w = await statusOf(http, ws);
-      return w.status === 'failed' && w;
-    });
+    const failed = await waitStatus(http, ws, 'failed', { what: 'failed' });
     expect(failed.status_reason).toMatch(/crash loop/);
     expect(failed.status_reason).toMatch(/exited with code 3/);
     expect(failed.restart_count).toBe(3);
@@ -78,7 +76,7 @@ describe('lifecycle failures and recovery', () => {
     platforms.push(p);
     const http = api(p.url);
     const ws = (await http.call('POST', '/workspaces', { name: 'outage' })).body.id;
-    const ready = await waitFor('ready', async () => (await statusOf(http, ws)).status === 'ready' && (await statusOf(http, ws)));
+    const ready = await waitReady(http, ws);
     backend.down = true;
     process.kill(ready.instance.pid, 'SIGKILL');
     await waitFor('starts refused well past the crash-loop budget', async () => backend.refused >= 5, 30_000);
@@ -115,7 +113,7 @@ describe('lifecycle failures and recovery', () => {
     platforms.push(p);
     const http = api(p.url);
     const ws = (await http.call('POST', '/workspaces', { name: 'stuck' })).body.id;
-    await waitFor('ready', async () => (await statusOf(http, ws)).status === 'ready');
+    await waitReady(http, ws);
     expect((await http.call('DELETE', `/workspaces/${ws}`)).status).toBe(202);
     await waitFor('removed', async () => (await http.call('GET', `/workspaces/${ws}`)).status === 410, 30_000, 250);
     expect(backend.attempts).toBe(3);
@@ -130,10 +128,7 @@ describe('lifecycle failures and recovery', () => {
     const ws = (await http.call('POST', '/workspaces', { name: 'lonely' })).body.id;
     await waitFor('instance started', async () => (await statusOf(http, ws)).instance?.pid);
     const pid = (await statusOf(http, ws)).instance.pid;
-    const failed = await waitFor('failed', async () => {
-      const w = await statusOf(http, ws);
-      return w.status === 'failed' && w;
-    });
+    const failed = await waitStatus(http, ws, 'failed', { what: 'failed' });
     expect(failed.status_reason).toMatch(/^AGENT_NEVER_REGISTERED/);
     expect(pidAlive(pid)).toBe(false);
   });
@@ -141,14 +136,11 @@ describe('lifecycle failures and recovery', () => {
   it('takes a frozen agent offline only after the backend and probes confirm, then restarts it', async () => {
     const { http } = await platformWith({ MOLECULE_PROBE_CONFIRMATIONS: '2' });
     const ws = (await http.call('POST', '/workspaces', { name: 'frozen' })).body.id;
-    await waitFor('ready', async () => (await statusOf(http, ws)).status === 'ready');
+    await waitReady(http, ws);
     const pid = (await statusOf(http, ws)).instance.pid;
     process.kill(pid, 'SIGSTOP'); // alive for the backend, silent for heartbeats and probes
     try {
-      await waitFor('ready again with a new process', async () => {
-        const w = await statusOf(http, ws);
-        return w.status === 'ready' && w.instance.pid !== pid;
-      }, 45_000);
+      await waitReady(http, ws, { what: 'ready again with a new process', until: (w) => w.instance.pid !== pid, timeoutMs: 45_000 });
     } finally {
       if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
     }
@@ -162,12 +154,9 @@ describe('periodic reconcile', () => {
   it('destroys an instance that no workspace claims, and leaves the claimed ones alone', async () => {
     const { p, http } = await platformWith({ MOLECULE_RECONCILE_INTERVAL_S: '1' });
     const kept = (await http.call('POST', '/workspaces', { name: 'kept' })).body.id;
-    await waitFor('ready', async () => (await statusOf(http, kept)).status === 'ready');
+    await waitReady(http, kept);
     const stray = crypto.randomUUID();
-    const handle = await p.provisioner.start({
-      workspaceId: stray, name: 'stray', runtime: 'hermes', tier: 1, region: null, image: 'unused',
-      env: { WORKSPACE_ID: stray, MOLECULE_AGENT_TOKEN: 'x' },
-    });
+    const handle = await p.provisioner.start(instanceSpec({ workspaceId: stray, name: 'stray', image: 'unused', agent: { agentToken: 'x' } }));
     const pid = handle.details.pid as number;
     await waitFor('the stray instance destroyed', async () => !(await p.provisioner.list()).some((i) => i.workspaceId === stray), 15_000);
     expect(pidAlive(pid)).toBe(false);
@@ -190,23 +179,23 @@ describe('API behaviour', () => {
   it('marks needs_restart on a patch that affects the instance, and clears it on restart', async () => {
     const { http } = await platformWith();
     const ws = (await http.call('POST', '/workspaces', { name: 'patchy' })).body.id;
-    await waitFor('ready', async () => (await statusOf(http, ws)).status === 'ready');
+    await waitReady(http, ws);
     const p = await http.call('PATCH', `/workspaces/${ws}`, { tier: 3, env: { GREETING: 'hi' } });
     expect(p.status).toBe(200);
     expect(p.body).toMatchObject({ tier: 3, env: { GREETING: 'hi' }, needs_restart: true });
     expect((await http.call('PATCH', `/workspaces/${ws}`, { tier: 9 })).status).toBe(400);
     await http.call('POST', `/workspaces/${ws}/restart`);
-    await waitFor('ready after restart', async () => (await statusOf(http, ws)).status === 'ready');
+    await waitReady(http, ws, { what: 'ready after restart' });
     expect((await statusOf(http, ws)).needs_restart).toBe(false);
   });
 
   it('restarting a paused workspace resumes its instance', async () => {
     const { http } = await platformWith();
     const ws = (await http.call('POST', '/workspaces', { name: 'napper' })).body.id;
-    await waitFor('ready', async () => (await statusOf(http, ws)).status === 'ready');
+    await waitReady(http, ws);
     expect((await http.call('POST', `/workspaces/${ws}/pause`)).body.status).toBe('paused');
     expect((await http.call('POST', `/workspaces/${ws}/restart`)).status).toBe(202);
-    await waitFor('ready again', async () => (await statusOf(http, ws)).status === 'ready');
+    await waitReady(http, ws, { what: 'ready again' });
     const requested = (await http.call('GET', `/workspaces/${ws}/events`)).body.filter((e: any) => e.data.step === 'instance requested');
     expect(requested.map((e: any) => e.data.action)).toEqual(['start', 'resume']);
   });
@@ -258,7 +247,7 @@ describe('API behaviour', () => {
     expect((await anon.call('GET', '/healthz')).status).toBe(200);
     const admin = api(p.url, 'admin-secret');
     const ws = (await admin.call('POST', '/workspaces', { name: 'guarded' })).body.id;
-    await waitFor('ready (the agent registers without the admin token)', async () => (await statusOf(admin, ws)).status === 'ready');
+    await waitReady(admin, ws, { what: 'ready (the agent registers without the admin token)' });
   });
 
   it('publishes every transition on /events (SSE) and /ws (WebSocket)', async () => {
@@ -298,7 +287,7 @@ describe('API behaviour', () => {
   it('pushes heartbeat pulses on /ws?heartbeats=1 only, and never stores them as events', async () => {
     const { p, http } = await platformWith();
     const id = (await http.call('POST', '/workspaces', { name: 'pulsing' })).body.id;
-    await waitFor('ready', async () => (await statusOf(http, id)).status === 'ready');
+    await waitReady(http, id);
     const listen = (query: string) => {
       const sock = new WebSocket(`${p.url.replace('http', 'ws')}/ws${query}`);
       const got: any[] = [];

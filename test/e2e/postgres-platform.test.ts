@@ -4,7 +4,7 @@ import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPlatform, type Platform } from '../../src/platform.js';
-import { api, FAST_ENV, killRecordedAgents, tempDir, waitFor } from '../support/harness.js';
+import { api, FAST_ENV, killRecordedAgents, tempDir, waitFor, waitReady } from '../support/harness.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 
 /** The whole lifecycle with DATABASE_URL pointing at a real Postgres, across a platform restart. */
@@ -39,7 +39,7 @@ describe.runIf(process.env.CI || fs.existsSync('/usr/lib/postgresql') || process
     let http = api(platform.url);
     expect((await http.call('GET', '/healthz')).body.database.kind).toBe('postgres');
     const id = (await http.call('POST', '/workspaces', { name: 'on-postgres', region: 'fra' })).body.id;
-    await waitFor('ready', async () => (await http.call('GET', `/workspaces/${id}`)).body.status === 'ready');
+    await waitReady(http, id);
     await platform.close();
 
     platform = await startPlatform({ env: env(), logger: pino({ level: 'silent' }) });

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { api, killRecordedAgents, launchPlatform, pidAlive, processEnv, tempDir, waitFor, type Api, type PlatformProcess } from '../support/harness.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { api, killRecordedAgents, launchPlatform, pidAlive, processEnv, tempDir, waitFor, waitReady, type Api, type PlatformProcess } from '../support/harness.js';
+import { printPlatformLogOnFailure } from '../support/hooks.js';
 import { runSeedSteps } from '../support/seed.js';
 
 /**
@@ -41,18 +42,13 @@ describe('process backend, end to end', { shuffle: false }, () => {
     http = api(platform.url);
   });
 
-  let failed = false;
-  afterEach(({ task }) => {
-    if (task.result?.state === 'fail') failed = true;
-  });
-
   afterAll(async () => {
-    // On failure the platform's own log says why: keep its tail in the test output.
-    if (failed && platform) process.stdout.write(`platform log tail:\n${fs.readFileSync(platform.logFile, 'utf8').split('\n').slice(-20).join('\n')}\n`);
     await platform?.stop();
     killRecordedAgents(dataDir);
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
+  // On failure the platform's own log says why: keep its tail in the test output.
+  printPlatformLogOnFailure(() => platform, 20);
 
   it('runs the seed walkthrough steps 3, 4, 6 and 7 exactly as written', async () => {
     const run = await runSeedSteps([3, 4, 6, 7], platform.port);
@@ -117,7 +113,7 @@ describe('process backend, end to end', { shuffle: false }, () => {
     const r = await http.call('POST', '/workspaces', { name: 'in-iad', region: 'iad' });
     expect(r.status).toBe(201);
     const other = r.body.id;
-    await waitFor('iad workspace ready', async () => (await http.call('GET', `/workspaces/${other}`)).body.status === 'ready');
+    await waitReady(http, other, { what: 'iad workspace ready' });
     const a = await http.call('POST', `/workspaces/${other}/a2a`, { role: 'user', parts: [{ kind: 'text', text: 'What region are you running in?' }] });
     expect(a.status).toBe(200);
     expect(a.body.result.parts[0].text).toMatch(/\biad\b/);
@@ -129,7 +125,7 @@ describe('process backend, end to end', { shuffle: false }, () => {
     const r = await http.call('POST', `/workspaces/${ws}/restart`);
     expect(r.status).toBe(202);
     expect(r.body.status).toBe('provisioning');
-    await waitFor('ready after restart', async () => (await status()) === 'ready');
+    await waitReady(http, ws, { what: 'ready after restart' });
     const after = await pid();
     expect(after).not.toBe(before);
     expect(pidAlive(before)).toBe(false);
@@ -148,14 +144,14 @@ describe('process backend, end to end', { shuffle: false }, () => {
     expect((await http.call('POST', `/workspaces/${ws}/pause`)).status).toBe(409);
     const r = await http.call('POST', `/workspaces/${ws}/resume`);
     expect(r.status).toBe(202);
-    await waitFor('ready after resume', async () => (await status()) === 'ready');
+    await waitReady(http, ws, { what: 'ready after resume' });
     expect((await ask('What is your name?')).body.result.parts[0].text).toMatch(/fly-worker/);
   });
 
   it('notices a killed agent, goes offline and restarts it', async () => {
     const victim = await pid();
     process.kill(victim, 'SIGKILL');
-    await waitFor('offline then ready with a new pid', async () => (await status()) === 'ready' && (await pid()) !== victim);
+    await waitReady(http, ws, { what: 'offline then ready with a new pid', until: async () => (await pid()) !== victim });
     const evs = await events();
     const offline = evs.filter((e) => e.type === 'workspace.status' && e.data.to === 'offline').pop();
     expect(offline.data.reason).toMatch(/SIGKILL/);
@@ -177,7 +173,7 @@ describe('process backend, end to end', { shuffle: false }, () => {
     expect((await ask('What region are you running in?')).status).toBe(200);
     // The adopted agent is not our child: its death must still be seen.
     process.kill(agent, 'SIGKILL');
-    await waitFor('adopted agent replaced', async () => (await status()) === 'ready' && (await pid()) !== agent, 30_000);
+    await waitReady(http, ws, { what: 'adopted agent replaced', until: async () => (await pid()) !== agent, timeoutMs: 30_000 });
   }, 90_000);
 
   it('deletes: instance destroyed, tokens revoked, then 410', async () => {

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPlatform, type Platform } from '../../src/platform.js';
-import { api, FAST_ENV, killRecordedAgents, tempDir, waitFor, type Api } from '../support/harness.js';
+import { api, FAST_ENV, killRecordedAgents, tempDir, waitFor, waitReady, type Api } from '../support/harness.js';
 import { blockedOn, openFilesUnder, stalledRequest } from '../support/stalled.js';
 
 /**
@@ -85,10 +85,7 @@ describe('streams whose client stops reading and then disconnects', () => {
   async function readyWorkspace(body: Record<string, unknown>): Promise<any> {
     const r = await admin.call('POST', '/workspaces', body);
     expect(r.status, r.text).toBe(201);
-    return waitFor('ready', async () => {
-      const w = (await admin.call('GET', `/workspaces/${r.body.id}`)).body;
-      return w.status === 'ready' && w;
-    });
+    return waitReady(admin, r.body.id);
   }
 
   it('GET /workspaces/:id/logs?follow=1 closes the agent\'s log file when the stalled client disconnects', async () => {

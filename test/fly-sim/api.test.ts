@@ -1,17 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startFlySim, validateRecordedRequest, type FlySim } from '../../tools/fly-sim/index.js';
-import { client, createMachine, IMAGE, startTestSim, type Api } from './helpers.js';
+import { client, createMachine, IMAGE, withTestSim, type Api } from './helpers.js';
 
 let sim: FlySim;
 let api: Api;
 
-beforeAll(async () => {
-  sim = await startTestSim();
-  api = client(sim);
-});
-afterAll(async () => {
-  await sim?.close();
-});
+withTestSim((s, a) => ([sim, api] = [s, a]));
 
 const AUTH_ERROR = { error: 'Authenticate: token validation error' };
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock, startFlySim, type FlySim } from '../../tools/fly-sim/index.js';
-import { client, createMachine, fixtureCommand, IMAGE, SERVICES, startTestSim, waitFor, type Api } from './helpers.js';
+import { client, createMachine, fixtureCommand, IMAGE, SERVICES, waitFor, withTestSim, type Api } from './helpers.js';
 
 describe('rate limits (reference §7)', () => {
   let sim: FlySim;
@@ -63,13 +63,7 @@ describe('rate limits (reference §7)', () => {
 describe('fault injection', () => {
   let sim: FlySim;
   let api: Api;
-  beforeAll(async () => {
-    sim = await startTestSim();
-    api = client(sim);
-  });
-  afterAll(async () => {
-    await sim?.close();
-  });
+  withTestSim((s, a) => ([sim, api] = [s, a]));
   beforeEach(() => {
     sim.faults.clear();
     sim.faults.slowBoot(0);

@@ -1,4 +1,5 @@
 import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll } from 'vitest';
 import { startFlySim, type FlySim, type FlySimOptions } from '../../tools/fly-sim/index.js';
 
 export const FIXTURE = fileURLToPath(new URL('./fixtures/fixture-agent.mjs', import.meta.url));
@@ -16,6 +17,24 @@ export function startTestSim(opts: FlySimOptions = {}): Promise<FlySim> {
     timing: { launchDelayMs: 0, stillActiveMs: 0, replacingMs: 0, destroyedVisibleMs: 300, restartBackoffMs: 50, ...opts.timing },
   });
 }
+
+/**
+ * A test simulator (startTestSim) and a client on it for the enclosing file or describe block: started before its
+ * tests, closed after them. `bind` receives both once started; `opts` may be a function, read then.
+ */
+export function withTestSim(bind: (sim: FlySim, api: Api) => void, opts: FlySimOptions | (() => FlySimOptions) = {}): void {
+  let sim: FlySim | undefined;
+  beforeAll(async () => {
+    sim = await startTestSim(typeof opts === 'function' ? opts() : opts);
+    bind(sim, client(sim));
+  });
+  afterAll(async () => {
+    await sim?.close();
+  });
+}
+
+/** Paths of one app's machines: `M(id)`, `M(id, '/stop')`. */
+export const machinePaths = (app: string) => (id: string, rest = '') => `/v1/apps/${app}/machines/${id}${rest}`;
 
 export interface Res<T = any> {
   status: number;

@@ -1,22 +1,24 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ManualClock, type FlySim } from '../../tools/fly-sim/index.js';
-import { client, createMachine, IMAGE, startTestSim, until, type Api } from './helpers.js';
+import { createMachine, IMAGE, machinePaths, until, withTestSim, type Api } from './helpers.js';
 
 let sim: FlySim;
 let api: Api;
 let clock: ManualClock;
 const APP = 'leases';
-const M = (id: string, rest = '') => `/v1/apps/${APP}/machines/${id}${rest}`;
+const M = machinePaths(APP);
 const NONCE = 'fly-machine-lease-nonce';
 
-beforeAll(async () => {
-  clock = new ManualClock(Date.UTC(2026, 2, 1, 12, 0, 0));
-  sim = await startTestSim({ clock, leaseOwner: 'me@example.com' });
-  api = client(sim);
-});
-afterAll(async () => {
-  await sim?.close();
-});
+withTestSim(
+  (s, a) => {
+    sim = s;
+    api = a;
+  },
+  () => {
+    clock = new ManualClock(Date.UTC(2026, 2, 1, 12, 0, 0));
+    return { clock, leaseOwner: 'me@example.com' };
+  },
+);
 
 describe('leases (reference §3.4, §6)', () => {
   it('acquire → 201 envelope; someone else → 409 envelope; refresh keeps the nonce', async () => {

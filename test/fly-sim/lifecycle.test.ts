@@ -1,20 +1,14 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { FlySim } from '../../tools/fly-sim/index.js';
-import { client, createMachine, IMAGE, pidAlive, SERVICES, startTestSim, until, viaProxy, waitFor, type Api } from './helpers.js';
+import { createMachine, IMAGE, machinePaths, pidAlive, SERVICES, until, viaProxy, waitFor, withTestSim, type Api } from './helpers.js';
 
 let sim: FlySim;
 let api: Api;
 const APP = 'life';
-const M = (id: string, rest = '') => `/v1/apps/${APP}/machines/${id}${rest}`;
+const M = machinePaths(APP);
 
-beforeAll(async () => {
-  sim = await startTestSim();
-  api = client(sim);
-});
-afterAll(async () => {
-  await sim?.close();
-});
+withTestSim((s, a) => ([sim, api] = [s, a]));
 
 async function started(body: Record<string, any> = {}): Promise<any> {
   const m = await createMachine(api, APP, { ...body, config: { image: IMAGE, services: SERVICES, ...(body.config ?? {}) } });
@@ -117,13 +111,13 @@ describe('wait (reference §5)', () => {
 describe('preconditions (reference §4) with Fly\'s windows', () => {
   let slow: FlySim;
   let sapi: Api;
-  beforeAll(async () => {
-    slow = await startTestSim({ timing: { launchDelayMs: 2500, stillActiveMs: 3000, replacingMs: 2500 } });
-    sapi = client(slow);
-  });
-  afterAll(async () => {
-    await slow?.close();
-  });
+  withTestSim(
+    (s, a) => {
+      slow = s;
+      sapi = a;
+    },
+    { timing: { launchDelayMs: 2500, stillActiveMs: 3000, replacingMs: 2500 } },
+  );
 
   it("start right after create: 412 unable to start machine from current state: 'created'", async () => {
     const m = await createMachine(sapi, 'pre', { config: { image: IMAGE } });

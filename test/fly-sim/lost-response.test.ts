@@ -1,18 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { FlySim } from '../../tools/fly-sim/index.js';
-import { client, createMachine, startTestSim, until, type Api } from './helpers.js';
+import { createMachine, until, withTestSim, type Api } from './helpers.js';
 
 /** Faults for a client's retry rules: answers lost after the change happened, list order, slow destroys. */
 describe('fault injection: lost answers, list order, slow destroy', () => {
   let sim: FlySim;
   let api: Api;
-  beforeAll(async () => {
-    sim = await startTestSim();
-    api = client(sim);
-  });
-  afterAll(async () => {
-    await sim?.close();
-  });
+  withTestSim((s, a) => ([sim, api] = [s, a]));
 
   it('lost_response: the request is carried out, then answers the failure', async () => {
     const m = await createMachine(api, 'lost', { skip_launch: true });

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { agentEnv } from '../support/instance.js';
 import { pidAlive, until } from './helpers.js';
 
 const MAIN = fileURLToPath(new URL('../../tools/fly-sim/main.ts', import.meta.url));
@@ -45,7 +46,7 @@ describe('npm run fly-sim (tools/fly-sim/main.ts)', () => {
     const c = await fetch(`${base}/v1/apps/my-app/machines`, {
       method: 'POST',
       headers: { ...auth, 'content-type': 'application/json' },
-      body: JSON.stringify({ config: { image: 'ghcr.io/molecule-ai/workspace-hermes:latest', env: { WORKSPACE_ID: 'w', MOLECULE_AGENT_TOKEN: 't' } } }),
+      body: JSON.stringify({ config: { image: 'ghcr.io/molecule-ai/workspace-hermes:latest', env: agentEnv({ workspaceId: 'w', agentToken: 't' }) } }),
     });
     const m = await c.json();
     const pid = await until(async () => {

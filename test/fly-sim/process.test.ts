@@ -1,20 +1,15 @@
 import { existsSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startFlySim, type FlySim } from '../../tools/fly-sim/index.js';
-import { client, createMachine, FIXTURE, IMAGE, pidAlive, SERVICES, startTestSim, until, viaProxy, waitFor, type Api } from './helpers.js';
+import { agentEnv } from '../support/instance.js';
+import { client, createMachine, FIXTURE, IMAGE, machinePaths, pidAlive, SERVICES, startTestSim, until, viaProxy, waitFor, withTestSim, type Api } from './helpers.js';
 
 let sim: FlySim;
 let api: Api;
 const APP = 'procs';
-const M = (id: string, rest = '') => `/v1/apps/${APP}/machines/${id}${rest}`;
+const M = machinePaths(APP);
 
-beforeAll(async () => {
-  sim = await startTestSim();
-  api = client(sim);
-});
-afterAll(async () => {
-  await sim?.close();
-});
+withTestSim((s, a) => ([sim, api] = [s, a]));
 
 const exitEvents = async (id: string) =>
   ((await api.get(M(id, '/events?limit=50'))).body as any[]).filter((e) => e.type === 'exit').reverse();
@@ -218,7 +213,7 @@ describe('the real agent (src/agent/main.ts)', () => {
           region: 'fra',
           config: {
             image: 'ghcr.io/molecule-ai/workspace-hermes:latest',
-            env: { WORKSPACE_ID: 'ws-real', MOLECULE_AGENT_TOKEN: 'agent-secret', WORKSPACE_NAME: 'real', PORT: '8000' },
+            env: agentEnv({ workspaceId: 'ws-real', agentToken: 'agent-secret', workspaceName: 'real', port: '8000' }),
             services: SERVICES,
             guest: { cpu_kind: 'shared', cpus: 1, memory_mb: 512 },
             restart: { policy: 'no' },

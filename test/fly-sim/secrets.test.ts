@@ -1,20 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { validateAgainstSpec, validateRecordedRequest, type FlySim } from '../../tools/fly-sim/index.js';
 import { processEnv } from '../support/harness.js';
-import { client, createMachine, SERVICES, startTestSim, until, waitFor, type Api } from './helpers.js';
+import { createMachine, SERVICES, until, waitFor, withTestSim, type Api } from './helpers.js';
 
 let sim: FlySim;
 let api: Api;
 let appSeq = 0;
 const newApp = () => `secrets-${process.pid}-${++appSeq}`;
 
-beforeAll(async () => {
-  sim = await startTestSim();
-  api = client(sim);
-});
-afterAll(async () => {
-  await sim?.close();
-});
+withTestSim((s, a) => ([sim, api] = [s, a]));
 
 const envOf = (id: string, name: string) => processEnv(sim.machine(id)!.pid!, name);
 

@@ -1,9 +1,9 @@
 import crypto from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FlyApiError, FlyClient, type RecordedRequest } from '../../src/backends/flyio/client.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FlyApiError, FlyClient } from '../../src/backends/flyio/client/index.js';
 import type { FlySim } from '../../tools/fly-sim/index.js';
-import { flyctl, IMAGE, specProblem, startSim } from './support.js';
+import { flyctl, IMAGE, simForClients } from './support.js';
 
 /**
  * What the client sends again after a failure, against the simulator: only what is idempotent (GETs, DELETEs) or
@@ -13,11 +13,9 @@ import { flyctl, IMAGE, specProblem, startSim } from './support.js';
  */
 describe('Fly client: what is retried after an ambiguous failure', () => {
   let sim: FlySim;
-  const recorded: RecordedRequest[] = [];
-  let seq = 0;
-  const newApp = () => `retry-test-${process.pid}-${++seq}`;
+  const { recorded, onRequest, newApp } = simForClients('retry-test', (s) => (sim = s));
   const clientFor = (app: string, extra: Partial<ConstructorParameters<typeof FlyClient>[0]> = {}) =>
-    new FlyClient({ app, token: sim.token, baseUrl: sim.url, onRequest: (r) => recorded.push(r), ...extra });
+    new FlyClient({ app, token: sim.token, baseUrl: sim.url, onRequest, ...extra });
   const body = (workspaceId = crypto.randomUUID(), provisionId = crypto.randomBytes(6).toString('hex'), name?: string) => ({
     name: name ?? `ws-${crypto.randomBytes(6).toString('hex')}`,
     region: 'ord',
@@ -36,16 +34,9 @@ describe('Fly client: what is retried after an ambiguous failure', () => {
   };
   const statuses = (app: string, action: string) => sim.requests({ app, action }).map((r) => r.status);
 
-  beforeAll(async () => {
-    sim = await startSim({ agent: 'mini' });
-  });
-  afterAll(async () => {
-    await sim?.close();
-  });
+  // Runs before the helper's spec check (after-hooks run last-registered first).
   afterEach(() => {
     sim.faults.clear();
-    const problems = recorded.splice(0).map(specProblem).filter(Boolean);
-    expect(problems).toEqual([]);
   });
 
   it('an update answered 500 is sent exactly once (a second one would mint and boot another version)', async () => {

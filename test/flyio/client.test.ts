@@ -1,20 +1,18 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 import { once } from 'node:events';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FlyApiError, FlyClient, flyErrorMessage, type RecordedRequest } from '../../src/backends/flyio/client.js';
-import { ClientRateLimiter } from '../../src/backends/flyio/ratelimit.js';
+import { describe, expect, it } from 'vitest';
+import { FlyApiError, FlyClient, flyErrorMessage } from '../../src/backends/flyio/client/index.js';
+import { ClientRateLimiter } from '../../src/backends/flyio/client/index.js';
 import type { FlySim } from '../../tools/fly-sim/index.js';
-import { flyctl, IMAGE, specProblem, startSim } from './support.js';
+import { flyctl, IMAGE, simForClients, specProblem } from './support.js';
 
 /** The Machines API client against the simulator: errors, retries, limits, waits, leases, idempotent create. */
 describe('Fly client', () => {
   let sim: FlySim;
-  const recorded: RecordedRequest[] = [];
-  let seq = 0;
-  const newApp = () => `client-test-${process.pid}-${++seq}`;
+  const { recorded, onRequest, newApp } = simForClients('client-test', (s) => (sim = s));
   const clientFor = (app: string, extra: Partial<ConstructorParameters<typeof FlyClient>[0]> = {}) =>
-    new FlyClient({ app, token: sim.token, baseUrl: sim.url, onRequest: (r) => recorded.push(r), ...extra });
+    new FlyClient({ app, token: sim.token, baseUrl: sim.url, onRequest, ...extra });
   const machineBody = (workspaceId: string, provisionId: string) => ({
     name: `ws-${workspaceId.replace(/-/g, '').slice(0, 12)}`,
     region: 'ord',
@@ -30,18 +28,6 @@ describe('Fly client', () => {
   const identity = (b: ReturnType<typeof machineBody>) => ({
     molecule_workspace_id: b.config.metadata.molecule_workspace_id,
     molecule_provision_id: b.config.metadata.molecule_provision_id,
-  });
-
-  beforeAll(async () => {
-    sim = await startSim({ agent: 'mini' });
-  });
-  afterAll(async () => {
-    await sim?.close();
-  });
-  // Every request of every test: an operation of the official spec, with a body that validates (strict).
-  afterEach(() => {
-    const problems = recorded.splice(0).map(specProblem).filter(Boolean);
-    expect(problems).toEqual([]);
   });
 
   it('sends the bearer token, and types errors: status, message (then error), fly-request-id, body', async () => {

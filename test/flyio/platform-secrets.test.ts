@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appSecretName } from '../../src/backends/flyio/secrets.js';
 import type { FlySim } from '../../tools/fly-sim/index.js';
-import { api, launchPlatform, processEnv, tempDir, waitFor, type Api, type PlatformProcess } from '../support/harness.js';
+import { api, launchPlatform, processEnv, tempDir, waitFor, waitReady, type Api, type PlatformProcess } from '../support/harness.js';
 import { flyctl, startSim } from './support.js';
 
 /**
@@ -66,7 +66,7 @@ describe('flyio: workspace secrets as Fly app secrets, through the platform', { 
     const r = await http.call('POST', '/workspaces', { name: 'secret-keeper', tier: 1, env: { USER_SETTING: 'visible' }, secrets: { OPENAI_API_KEY: SECRET } });
     expect(r.status, JSON.stringify(r.body)).toBe(201);
     ws = r.body.id;
-    await waitFor('ready', async () => (await get()).status === 'ready', 60_000, 200);
+    await waitReady(http, ws, { timeoutMs: 60_000, everyMs: 200 });
     const id = await machineOf();
     expect(agentEnv(id, 'OPENAI_API_KEY')).toBe(SECRET);
     const token = agentEnv(id, 'MOLECULE_WORKSPACE_TOKEN')!;
@@ -91,7 +91,7 @@ describe('flyio: workspace secrets as Fly app secrets, through the platform', { 
     const digests = async () => Object.fromEntries(((await fly('GET', `/v1/apps/${APP}/secrets`)).body.secrets as any[]).map((x) => [x.name, x.digest]));
     const d1 = await digests();
     expect((await http.call('POST', `/workspaces/${ws}/restart`)).status).toBe(202);
-    await waitFor('ready with a new agent', async () => (await get()).status === 'ready' && !!sim.machine(id)?.pid && sim.machine(id)!.pid !== pid, 60_000, 200);
+    await waitReady(http, ws, { what: 'ready with a new agent', until: () => !!sim.machine(id)?.pid && sim.machine(id)!.pid !== pid, timeoutMs: 60_000, everyMs: 200 });
     const after = { ws: agentEnv(id, 'MOLECULE_WORKSPACE_TOKEN')!, agent: agentEnv(id, 'MOLECULE_AGENT_TOKEN')! };
     expect(after.ws).not.toBe(before.ws);
     expect(after.agent).not.toBe(before.agent);

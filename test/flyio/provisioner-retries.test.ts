@@ -1,30 +1,18 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { ProvisionError } from '../../src/backends/provisioner.js';
 import type { FlySim } from '../../tools/fly-sim/index.js';
 import { waitFor } from '../support/harness.js';
-import { provisionerFor, spec, startSim, type Subject } from './support.js';
+import { simWithProvisioners, spec } from './support.js';
 
 /** The Fly provisioner when answers are lost or slow: no mutation sent twice, and failures named for what they are. */
 describe('Fly provisioner: lost answers and slow destroys', () => {
   let sim: FlySim;
-  const subjects: Subject[] = [];
-  const make = (opts: Parameters<typeof provisionerFor>[1] = {}) => {
-    const s = provisionerFor(sim, opts);
-    subjects.push(s);
-    return s;
-  };
+  const make = simWithProvisioners((s) => (sim = s));
 
-  beforeAll(async () => {
-    sim = await startSim({ agent: 'mini' });
-  });
+  // Runs before the helper's spec check (after-hooks run last-registered first).
   afterEach(() => {
     sim.faults.clear();
     sim.timing.slowDestroyMs = 0;
-    expect(subjects.flatMap((s) => s.violations.splice(0))).toEqual([]);
-  });
-  afterAll(async () => {
-    for (const s of subjects) await s.p.close();
-    await sim?.close();
   });
 
   it('restart with a changed config whose update answer was lost after it applied: one update, and the machine runs it', async () => {

@@ -1,9 +1,10 @@
 import crypto from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { ProvisionError, type InstanceEvent } from '../../src/backends/provisioner.js';
 import type { FlySim } from '../../tools/fly-sim/index.js';
 import { waitFor } from '../support/harness.js';
-import { agentHealthy, flyctl, IMAGE, machinesOf, provisionerFor, spec, startSim, type Subject } from './support.js';
+import { agentHealthy } from '../support/instance.js';
+import { flyctl, IMAGE, machinesOf, simWithProvisioners, spec, type Subject } from './support.js';
 
 /**
  * The Fly provisioner against the simulator (real agent processes, Fly's rate limits on): what it sends, what it
@@ -11,26 +12,11 @@ import { agentHealthy, flyctl, IMAGE, machinesOf, provisionerFor, spec, startSim
  */
 describe('Fly provisioner', () => {
   let sim: FlySim;
-  const subjects: Subject[] = [];
-  const make = (opts: Parameters<typeof provisionerFor>[1] = {}) => {
-    const s = provisionerFor(sim, opts);
-    subjects.push(s);
-    return s;
-  };
+  const make = simWithProvisioners((s) => (sim = s));
   let main: Subject;
 
-  beforeAll(async () => {
-    sim = await startSim({ agent: 'mini' });
+  beforeAll(() => {
     main = make();
-  });
-  // Every request any test here sent is an operation of the official spec with a valid body (strict).
-  afterEach(() => {
-    const problems = subjects.flatMap((s) => s.violations.splice(0));
-    expect(problems).toEqual([]);
-  });
-  afterAll(async () => {
-    for (const s of subjects) await s.p.close();
-    await sim?.close();
   });
 
   const creates = (s: Subject) => s.recorded.filter((r) => r.method === 'POST' && /\/machines$/.test(r.path));

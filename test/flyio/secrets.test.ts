@@ -1,9 +1,10 @@
 import crypto from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { appSecretName, ownedSecretWorkspaceTag, platformSecretPrefix, splitSecretEnv } from '../../src/backends/flyio/secrets.js';
 import type { FlySim } from '../../tools/fly-sim/index.js';
 import { processEnv, waitFor } from '../support/harness.js';
-import { flyctl, provisionerFor, spec, startSim, type Subject } from './support.js';
+import { agentEnv } from '../support/instance.js';
+import { flyctl, simWithProvisioners, spec } from './support.js';
 
 /**
  * Workspace secrets and tokens reach a Fly machine as app secrets referenced from its config, never as plaintext
@@ -11,33 +12,13 @@ import { flyctl, provisionerFor, spec, startSim, type Subject } from './support.
  */
 describe('Fly backend: secrets as Fly app secrets', () => {
   let sim: FlySim;
-  const subjects: Subject[] = [];
-  const make = (opts: Parameters<typeof provisionerFor>[1] = {}) => {
-    const s = provisionerFor(sim, opts);
-    subjects.push(s);
-    return s;
-  };
-
-  beforeAll(async () => {
-    sim = await startSim({ agent: 'mini' });
-  });
-  afterEach(() => {
-    expect(subjects.flatMap((s) => s.violations.splice(0))).toEqual([]);
-  });
-  afterAll(async () => {
-    for (const s of subjects) await s.p.close();
-    await sim?.close();
-  });
+  const make = simWithProvisioners((s) => (sim = s));
 
   const secretSpec = (values: { token: string; agent: string; api: string; lower?: string }, workspaceId: string = crypto.randomUUID()) => {
     const base = spec({ workspaceId });
-    const env = { ...base.env, MOLECULE_WORKSPACE_TOKEN: values.token, MOLECULE_AGENT_TOKEN: values.agent, OPENAI_API_KEY: values.api, USER_SETTING: 'plain' };
-    const secretKeys = ['MOLECULE_WORKSPACE_TOKEN', 'MOLECULE_AGENT_TOKEN', 'OPENAI_API_KEY'];
-    if (values.lower !== undefined) {
-      Object.assign(env, { lower_key: values.lower });
-      secretKeys.push('lower_key');
-    }
-    return { ...base, env, secretKeys };
+    const secrets: Record<string, string> = { ...agentEnv({ workspaceToken: values.token, agentToken: values.agent }), OPENAI_API_KEY: values.api };
+    if (values.lower !== undefined) secrets.lower_key = values.lower;
+    return { ...base, env: { ...base.env, ...secrets, USER_SETTING: 'plain' }, secretKeys: Object.keys(secrets) };
   };
   const secretNames = async (app: string) => ((await flyctl(sim, 'GET', `/v1/apps/${app}/secrets`)).body.secrets as { name: string }[]).map((x) => x.name);
   const envOf = (id: string, k: string) => processEnv(sim.machine(id)!.pid!, k);

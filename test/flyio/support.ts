@@ -1,10 +1,12 @@
 import crypto from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import pino, { type Logger } from 'pino';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { FlyProvisioner, type FlyProvisionerOptions } from '../../src/backends/flyio/index.js';
-import type { RecordedRequest } from '../../src/backends/flyio/client.js';
+import type { RecordedRequest } from '../../src/backends/flyio/client/index.js';
 import type { InstanceSpec } from '../../src/backends/provisioner.js';
 import type { Tier } from '../../src/core/types.js';
+import { instanceSpec } from '../support/instance.js';
 import { startFlySim, validateRecordedRequest, type FlySim, type FlySimOptions } from '../../tools/fly-sim/index.js';
 
 export const IMAGE = 'ghcr.io/molecule-ai/workspace-hermes:latest';
@@ -38,6 +40,63 @@ export interface Subject {
 
 let appSeq = 0;
 
+export interface ClientSetup {
+  /** Every request the clients sent through `onRequest`, in order; checked and emptied after each test. */
+  recorded: RecordedRequest[];
+  onRequest: (r: RecordedRequest) => void;
+  /** A fresh app name, `<prefix>-<pid>-<n>`. */
+  newApp: () => string;
+}
+
+/**
+ * For a describe block of client tests: one simulator (mini agents), fresh app names, and the requests the clients
+ * sent — after each test, every one an operation of the official spec with a body that validates (strict); after
+ * the block the simulator is closed. `bind` receives the simulator once started.
+ */
+export function simForClients(appPrefix: string, bind: (sim: FlySim) => void): ClientSetup {
+  let sim: FlySim | undefined;
+  const recorded: RecordedRequest[] = [];
+  let seq = 0;
+  beforeAll(async () => {
+    sim = await startSim({ agent: 'mini' });
+    bind(sim);
+  });
+  afterAll(async () => {
+    await sim?.close();
+  });
+  afterEach(() => {
+    const problems = recorded.splice(0).map(specProblem).filter(Boolean);
+    expect(problems).toEqual([]);
+  });
+  return { recorded, onRequest: (r) => recorded.push(r), newApp: () => `${appPrefix}-${process.pid}-${++seq}` };
+}
+
+/**
+ * For a describe block: one simulator (mini agents) and a `make(opts)` that gives a provisioner on its own app of it
+ * (provisionerFor). After each test, every request any of them sent is an operation of the official spec with a valid
+ * body (strict); after the block, all of them and the simulator are closed. `bind` receives the simulator once started.
+ */
+export function simWithProvisioners(bind: (sim: FlySim) => void): (opts?: Partial<FlyProvisionerOptions>) => Subject {
+  let sim: FlySim | undefined;
+  const subjects: Subject[] = [];
+  beforeAll(async () => {
+    sim = await startSim({ agent: 'mini' });
+    bind(sim);
+  });
+  afterEach(() => {
+    expect(subjects.flatMap((s) => s.violations.splice(0))).toEqual([]);
+  });
+  afterAll(async () => {
+    for (const s of subjects) await s.p.close();
+    await sim?.close();
+  });
+  return (opts = {}) => {
+    const s = provisionerFor(sim!, opts);
+    subjects.push(s);
+    return s;
+  };
+}
+
 /** A provisioner on its own app of `sim`, recording its requests. */
 export function provisionerFor(sim: FlySim, opts: Partial<FlyProvisionerOptions> = {}): Subject {
   const recorded: RecordedRequest[] = [];
@@ -64,32 +123,13 @@ export function provisionerFor(sim: FlySim, opts: Partial<FlyProvisionerOptions>
 }
 
 export function spec(overrides: Partial<InstanceSpec> & { tier?: Tier } = {}): InstanceSpec {
-  const workspaceId = overrides.workspaceId ?? crypto.randomUUID();
-  return {
-    workspaceId,
-    name: 'flyio-test',
-    runtime: 'hermes',
-    tier: 1,
-    region: null,
-    image: IMAGE,
-    env: { WORKSPACE_ID: workspaceId, WORKSPACE_NAME: 'flyio-test', MOLECULE_AGENT_TOKEN: AGENT_TOKEN, MOLECULE_REGION: 'ord', PORT: '8000' },
-    ...overrides,
-  };
+  const base = instanceSpec({ workspaceId: overrides.workspaceId, name: 'flyio-test', image: IMAGE, agent: { agentToken: AGENT_TOKEN, region: 'ord', port: '8000' } });
+  return { ...base, ...overrides };
 }
 
 /** Live (not destroyed) simulator machines carrying this workspace id. */
 export function machinesOf(sim: FlySim, app: string, workspaceId: string) {
   return sim.machines(app).filter((m) => m.metadata.molecule_workspace_id === workspaceId && m.state !== 'destroyed' && m.state !== 'destroying');
-}
-
-export async function agentHealthy(url: string | null, headers?: Record<string, string>): Promise<boolean> {
-  if (!url) return false;
-  try {
-    const r = await fetch(new URL('/healthz', url), { headers, signal: AbortSignal.timeout(2000) });
-    return r.ok;
-  } catch {
-    return false;
-  }
 }
 
 /** Calls the simulator's Machines API directly — as an operator with flyctl would, behind the platform's back. */

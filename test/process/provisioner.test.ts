@@ -7,9 +7,9 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { instanceName } from '../../src/backends/naming.js';
 import { ProcessProvisioner } from '../../src/backends/process/index.js';
-import type { InstanceSpec } from '../../src/backends/provisioner.js';
 import { agentPids, killPids, processRunning } from '../support/agents.js';
 import { freePort, killRecordedAgents, pidAlive, ROOT, tempDir, waitFor } from '../support/harness.js';
+import { crashWindowSpec } from './support.js';
 
 const FIXTURES = path.join(import.meta.dirname, 'fixtures');
 const logger = pino({ level: 'silent' });
@@ -29,26 +29,6 @@ function runFixture(script: string, args: string[], opts: { env?: Record<string,
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = once(child, 'exit');
   return { child, exited, stdout: () => stdout, stderr: () => stderr };
-}
-
-function specFor(workspaceId: string, platformUrl: string): InstanceSpec {
-  return {
-    workspaceId,
-    name: 'crash-window',
-    runtime: 'hermes',
-    tier: 1,
-    region: null,
-    image: 'unused',
-    env: {
-      WORKSPACE_ID: workspaceId,
-      WORKSPACE_NAME: 'crash-window',
-      WORKSPACE_RUNTIME: 'hermes',
-      WORKSPACE_TIER: '1',
-      PLATFORM_URL: platformUrl,
-      MOLECULE_WORKSPACE_TOKEN: 'mws_crash_window_2',
-      MOLECULE_AGENT_TOKEN: 'mag_crash_window_2',
-    },
-  };
 }
 
 describe('process backend: agents it lost track of', () => {
@@ -118,7 +98,7 @@ describe('process backend: agents it lost track of', () => {
     const { dataDir, workspaceId, platformUrl, provisioner } = await setUp();
     const orphan = await crashBetweenSpawnAndRecord(dataDir, workspaceId, platformUrl);
 
-    const handle = await provisioner.start(specFor(workspaceId, platformUrl));
+    const handle = await provisioner.start(crashWindowSpec(workspaceId, platformUrl, '_2'));
     expect(processRunning(orphan)).toBe(false);
     expect(agentPids([workspaceId])).toEqual([handle.details.pid]);
     await provisioner.destroy(handle.instanceId);
@@ -130,7 +110,7 @@ describe('process backend: agents it lost track of', () => {
     cleanups.push(() => killPids(agentPids([workspaceId])));
     // The record is written to <record>.tmp, then renamed: a directory in its way fails the write (as a full disk would).
     fs.mkdirSync(path.join(dataDir, 'process', `${instanceName(workspaceId)}.json.tmp`));
-    await expect(provisioner.start(specFor(workspaceId, platformUrl))).rejects.toMatchObject({ code: 'START_FAILED' });
+    await expect(provisioner.start(crashWindowSpec(workspaceId, platformUrl, '_2'))).rejects.toMatchObject({ code: 'START_FAILED' });
     await waitFor('the unrecorded agent to be gone', async () => agentPids([workspaceId]).length === 0, 5000);
   }, 60_000);
 });

@@ -1,11 +1,11 @@
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { agentUrlProblem } from '../../src/core/agent-url.js';
-import { waitFor } from '../support/harness.js';
+import { waitFor, waitReady } from '../support/harness.js';
 import type { Logger } from 'pino';
 import { ProcessProvisioner } from '../../src/backends/process/index.js';
 import type { InstanceHandle, InstanceSpec, Provisioner } from '../../src/backends/provisioner.js';
-import { a2aMessage, ADMIN, agentTokens, createReady, securityPlatforms, waitReady } from './support.js';
+import { a2aMessage, ADMIN, agentTokens, createReady, securityPlatforms } from './support.js';
 
 const start = securityPlatforms();
 
@@ -122,7 +122,7 @@ describe('rule 6: the URL an agent registers must be one its backend vouches for
     const ws = await createReady(s.admin, { name: 'quick' });
     expect(ws.agent.url).toBe(ws.instance.url);
     expect((await s.admin.call('POST', `/workspaces/${ws.id}/restart`)).status).toBe(202);
-    const again = await waitReady(s.admin, ws.id, ws.ready_at);
+    const again = await waitReady(s.admin, ws.id, { until: (w) => w.ready_at > ws.ready_at });
     expect(again.agent.url).toBe(again.instance.url);
     // The first registration attempts waited instead of being refused against a missing or previous instance.
     expect(s.log()).not.toContain('registration refused');

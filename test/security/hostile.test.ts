@@ -4,7 +4,8 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { a2aMessage, ADMIN, agentTokens, createReady, securityPlatforms, waitReady, type SecPlatform } from './support.js';
+import { waitReady } from '../support/harness.js';
+import { a2aMessage, ADMIN, agentTokens, createReady, securityPlatforms, type SecPlatform } from './support.js';
 
 const start = securityPlatforms();
 const RUNS = Number(process.env.HOSTILE_RUNS ?? 1200);
@@ -243,7 +244,7 @@ describe('hostile input', () => {
     let child = await createReady(s.admin, { name: 'child', parent_id: parent.id });
     const revoked = agentTokens(child).workspace;
     expect((await s.admin.call('POST', `/workspaces/${child.id}/restart`)).status).toBe(202);
-    child = await waitReady(s.admin, child.id, child.ready_at);
+    child = await waitReady(s.admin, child.id, { until: (w) => w.ready_at > child.ready_at });
     await s.admin.call('PUT', '/settings/secrets/GLOBAL_KEY', { value: 'global-secret' });
     const ctx: Ctx = {
       tokens: { admin: ADMIN, nearAdmin: `${ADMIN.slice(0, -1)}X`, revoked, agent: agentTokens(child).agent, workspace: agentTokens(child).workspace },

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Provisioner } from '../../src/backends/provisioner.js';
 import { platformLogger } from '../../src/core/logging.js';
 import { startPlatform, type Platform } from '../../src/platform.js';
-import { api, FAST_ENV, killRecordedAgents, processEnv, tempDir, waitFor, type Api } from '../support/harness.js';
+import { api, FAST_ENV, killRecordedAgents, processEnv, tempDir, waitReady, type Api } from '../support/harness.js';
 
 export const ADMIN = 'test-admin-token-0123456789abcdef';
 
@@ -63,13 +63,6 @@ export async function createReady(http: Api, body: Record<string, unknown>): Pro
   const res = await http.call('POST', '/workspaces', body);
   if (res.status !== 201) throw new Error(`create failed: ${res.status} ${res.text}`);
   return waitReady(http, res.body.id);
-}
-
-export async function waitReady(http: Api, id: string, after?: string): Promise<any> {
-  return waitFor(`workspace ${id} ready`, async () => {
-    const w = (await http.call('GET', `/workspaces/${id}`)).body;
-    return w?.status === 'ready' && (!after || w.ready_at > after) && w;
-  });
 }
 
 /** The tokens a process-backend agent was started with, read from its environment (Linux /proc). */

@@ -3,8 +3,8 @@ import Database from 'better-sqlite3';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { hashToken, mintToken } from '../../src/core/crypto.js';
-import { waitFor } from '../support/harness.js';
-import { a2aMessage, ADMIN, agentTokens, createReady, securityPlatforms, waitReady, type SecPlatform } from './support.js';
+import { waitFor, waitReady } from '../support/harness.js';
+import { a2aMessage, ADMIN, agentTokens, createReady, securityPlatforms, type SecPlatform } from './support.js';
 
 const start = securityPlatforms();
 
@@ -62,7 +62,7 @@ describe('rule 2: workspace tokens', () => {
         expect((await s.admin.call('POST', `/workspaces/${ws.id}/resume`)).status).toBe(202);
       }
       if (how === 'crash') process.kill(ws.instance.pid, 'SIGKILL');
-      ws = await waitReady(s.admin, ws.id, before);
+      ws = await waitReady(s.admin, ws.id, { until: (w) => w.ready_at > before });
       seen.push(agentTokens(ws));
     };
     for (const how of ['restart', 'resume', 'crash']) await restart(how);

@@ -71,6 +71,33 @@ export function api(url: string, token?: string): Api {
   };
 }
 
+export interface WaitStatusOptions {
+  /** Named in the timeout error; default "workspace <id> <status>". */
+  what?: string;
+  timeoutMs?: number;
+  everyMs?: number;
+  /** A further condition on the workspace (a new pid, a new version …) that must hold too. */
+  until?: (workspace: any) => unknown;
+}
+
+/** Polls GET /workspaces/:id until its status is `status` (and `until` holds); returns the workspace as then read. */
+export function waitStatus(http: Api, id: string, status: string, opts: WaitStatusOptions = {}): Promise<any> {
+  return waitFor(
+    opts.what ?? `workspace ${id} ${status}`,
+    async () => {
+      const w = (await http.call('GET', `/workspaces/${id}`)).body;
+      return w?.status === status && (!opts.until || (await opts.until(w))) && w;
+    },
+    opts.timeoutMs,
+    opts.everyMs,
+  );
+}
+
+/** Polls until workspace `id` is ready (see waitStatus); returns it. */
+export function waitReady(http: Api, id: string, opts: WaitStatusOptions = {}): Promise<any> {
+  return waitStatus(http, id, 'ready', opts);
+}
+
 /** A platform started the way a user starts it (`tsx src/main.ts`), as its own process. */
 export interface PlatformProcess {
   url: string;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { api, killRecordedAgents, launchPlatform, tempDir, waitFor, type Api, type PlatformProcess } from '../support/harness.js';
+import { api, killRecordedAgents, launchPlatform, tempDir, waitFor, waitReady, type Api, type PlatformProcess } from '../support/harness.js';
 import { startFakeOpenAI, type FakeOpenAI } from '../support/fake-openai.js';
 import { hasBrowser, launchChromium, missingBrowser, requireBrowser, shot } from './browser.js';
 
@@ -241,7 +241,7 @@ describe.skipIf(!hasBrowser)(`web UI in Chromium${hasBrowser ? '' : ` (skipped: 
     const first = await pidOf();
     process.kill(first, 'SIGKILL');
     await page.getByRole('list', { name: 'Events, newest first' }).getByText(/^ready → offline: /).waitFor();
-    await waitFor('restarted automatically', async () => (await http.call('GET', `/workspaces/${id}`)).body.status === 'ready' && (await pidOf()) !== first);
+    await waitReady(http, id, { what: 'restarted automatically', until: async () => (await pidOf()) !== first });
     process.kill(await pidOf(), 'SIGKILL');
 
     const badge = page.locator('.status-line [data-status="failed"]');

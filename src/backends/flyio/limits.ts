@@ -66,3 +66,14 @@ export function guestProblem(g: FlyGuest): string | null {
   if (g.memory_mb % 256 !== 0) return `Fly memory moves in 256 MB steps; ${g.memory_mb} MB is not one`;
   return null;
 }
+
+/** What Fly would refuse in a workspace's region or tier, or null when it would accept it. */
+export function specProblem(spec: { region: string | null; tier: number }): string | null {
+  if (spec.region !== null && spec.region !== undefined) {
+    const bad = regionProblem(spec.region);
+    if (bad) return `region ${bad}`;
+  }
+  if (!(spec.tier in TIERS)) return `tier ${spec.tier} is not one of ${Object.keys(TIERS).join(', ')}`;
+  const g = guestProblem(guestForTier(spec.tier as Tier));
+  return g ? `tier ${spec.tier}: ${g}` : null;
+}

@@ -1,6 +1,6 @@
 import { instanceName, loadPlatformId as loadSharedPlatformId } from '../naming.js';
 import type { InstanceStateName } from '../provisioner.js';
-import type { FlyMachine, FlyMachineConfig, FlyMachineEvent } from './client.js';
+import type { FlyMachine, FlyMachineConfig, FlyMachineEvent } from './client/index.js';
 import { AGENT_PORT } from '../../agent/contract.js';
 
 /** Helpers about machines as this backend sees them: names, metadata, state mapping, reasons from events. */
