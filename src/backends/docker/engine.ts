@@ -56,3 +56,13 @@ export async function pingEngine(docker: Docker, timeoutMs: number): Promise<{ o
     return { ok: false, error };
   }
 }
+
+/** A streaming GET on the engine (logs, events), decided on the status code. */
+export function streamGet(docker: Docker, p: string, options: Record<string, unknown>, signal: AbortSignal): Promise<NodeJS.ReadableStream> {
+  return new Promise((resolve, reject) => {
+    docker.modem.dial(
+      { path: p, method: 'GET', options, isStream: true, abortSignal: signal, statusCodes: { 200: true, 404: 'not found', 500: 'server error' } } as unknown as Parameters<Docker['modem']['dial']>[0],
+      (err, stream) => (err ? reject(err) : resolve(stream as NodeJS.ReadableStream)),
+    );
+  });
+}
