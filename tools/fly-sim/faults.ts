@@ -3,15 +3,13 @@
  * and each one fires `count` times in a row (default 1; `count: null` or omitted where noted = until cleared).
  */
 
+// App-scoped actions are named once and spliced into ACTIONS, so the two lists cannot drift apart.
+const APP_ACTIONS = ['apps_list', 'app_create', 'app_get', 'app_delete', 'regions', 'list', 'create'] as const;
+const SECRET_ACTIONS = ['secrets_list', 'secrets_update', 'secret_get', 'secret_set', 'secret_delete'] as const;
+
 /** Action names, one per Machines API route the simulator serves. */
 export const ACTIONS = [
-  'apps_list',
-  'app_create',
-  'app_get',
-  'app_delete',
-  'regions',
-  'list',
-  'create',
+  ...APP_ACTIONS,
   'get',
   'update',
   'destroy',
@@ -34,30 +32,13 @@ export const ACTIONS = [
   'uncordon',
   'exec',
   'ps',
-  'secrets_list',
-  'secrets_update',
-  'secret_get',
-  'secret_set',
-  'secret_delete',
+  ...SECRET_ACTIONS,
 ] as const;
 
 export type Action = (typeof ACTIONS)[number];
 
 /** Actions scoped to an app rather than a machine (for rate limiting). */
-export const APP_LEVEL_ACTIONS: ReadonlySet<string> = new Set([
-  'apps_list',
-  'app_create',
-  'app_get',
-  'app_delete',
-  'regions',
-  'list',
-  'create',
-  'secrets_list',
-  'secrets_update',
-  'secret_get',
-  'secret_set',
-  'secret_delete',
-]);
+export const APP_LEVEL_ACTIONS: ReadonlySet<string> = new Set([...APP_ACTIONS, ...SECRET_ACTIONS]);
 
 interface Scope {
   /** Only requests for this app. */

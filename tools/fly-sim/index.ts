@@ -5,7 +5,7 @@
  *   // FLY_FLAPS_BASE_URL=sim.url FLY_API_TOKEN=sim.token; reach machines via sim.proxyUrl + fly-force-instance-id
  *   await sim.close();
  */
-export { startFlySim, type FlySim, type FlySimOptions, type FaultController, type RequestLogEntry } from './server.js';
+export { startFlySim, type FlySim, type FlySimOptions, type FaultController, type RequestLogEntry } from './server/index.js';
 export {
   ApiError,
   DEFAULT_TIMING,
@@ -18,7 +18,7 @@ export {
   type MachineSnapshot,
   type MachineState,
   type SimTiming,
-} from './engine.js';
+} from './engine/index.js';
 export { ACTIONS, type Action, type ActiveFault, type FaultSpec } from './faults.js';
 export { FLY_RATE_LIMITS, type BucketSpec, type RateLimitConfig } from './ratelimit.js';
 export type { BootCommand, ExitInfo, LogLine } from './runner.js';

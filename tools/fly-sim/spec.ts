@@ -1,10 +1,6 @@
 /**
- * Request-body validation against the official Machines API OpenAPI 3.0 spec.
- *
- * The spec is converted to JSON Schema for ajv:
- *  - `nullable: true` becomes a `null` type alternative (the current spec has none, the code handles it anyway);
- *  - `$ref: '#/components/schemas/…'` resolves inside one registered document;
- *  - OpenAPI-only keywords (`example`, `x-*`, …) are dropped.
+ * Request-body validation against the official Machines API OpenAPI 3.0 spec (converted for ajv in
+ * spec-schema.ts; errors phrased like Fly's in spec-errors.ts).
  *
  * Unknown fields: the spec never sets `additionalProperties: false`, and Fly's server (Go `encoding/json`) ignores
  * unknown fields, so by default unknown fields are accepted — exactly like Fly. `{ strict: true }` rejects them
@@ -13,20 +9,16 @@
  *
  * JSON `null` for a field is accepted (Go leaves the field at its zero value), so nulls are stripped before
  * validation, in strict mode too.
- *
- * Client dialects of reference §13 that contradict the spec's types are accepted by patching the loaded spec
- * (see DIALECT_PATCHES): integer nanoseconds for duration strings, booleans for `autostop`, signal numbers.
- *
- * Errors are phrased the way Fly's Go server phrases them, naming the field:
- *   json: cannot unmarshal string into Go struct field MachineGuest.config.guest.memory_mb of type int
- *   json: cannot unmarshal array into Go value of type main.stopRequest
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { Ajv, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { isPlainObject } from './util.js';
+import { GoErrorPhrasing } from './spec-errors.js';
+import { applyDialectPatches, convertSchemas, escapePointer, stripNulls } from './spec-schema.js';
+
+export { DIALECT_PATCHES, stripNulls } from './spec-schema.js';
 
 type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -92,34 +84,6 @@ export const OPERATION_ALIASES: Record<string, string> = {
   app_create: 'Apps_create',
 };
 
-/** Go type names for top-level bodies, used in `cannot unmarshal X into Go value of type …`. */
-const GO_ROOT_TYPES: Record<string, string> = {
-  StopRequest: 'main.stopRequest', // seen verbatim (reference §4)
-};
-
-const DURATION = { type: ['string', 'integer'], 'x-go-type': 'fly.Duration' };
-
-/** Reference §13 dialects that the spec's types would reject. Each entry: [schema, property, replacement]. */
-export const DIALECT_PATCHES: Array<[string, string, Json]> = [
-  ['fly.StopConfig', 'timeout', DURATION],
-  ['StopRequest', 'timeout', DURATION],
-  ['fly.MachineCheck', 'interval', DURATION],
-  ['fly.MachineCheck', 'timeout', DURATION],
-  ['fly.MachineCheck', 'grace_period', DURATION],
-  ['fly.MachineServiceCheck', 'interval', DURATION],
-  ['fly.MachineServiceCheck', 'timeout', DURATION],
-  ['fly.MachineServiceCheck', 'grace_period', DURATION],
-  [
-    'fly.MachineService',
-    'autostop',
-    { type: ['string', 'boolean'], enum: ['off', 'stop', 'suspend', true, false], 'x-go-type': '*fly.MachineAutostop' },
-  ],
-  ['SignalRequest', 'signal', 'SIGNAL_NAME_OR_NUMBER'],
-];
-
-const DROP_KEYS = new Set(['nullable', 'example', 'examples', 'discriminator', 'xml', 'externalDocs', 'deprecated']);
-const LITERAL_KEYS = new Set(['enum', 'default', 'const', 'required']);
-
 export class FlySpec {
   readonly doc: Json;
   readonly schemas: Record<string, Json>;
@@ -127,6 +91,7 @@ export class FlySpec {
   private readonly templates: Array<{ op: OperationInfo; re: RegExp; literals: number }> = [];
   private readonly ajv: Record<'lenient' | 'strict', Ajv | undefined> = { lenient: undefined, strict: undefined };
   private readonly compiled = new Map<string, ValidateFunction>();
+  private readonly errors: GoErrorPhrasing;
 
   constructor(
     readonly path: string,
@@ -134,7 +99,8 @@ export class FlySpec {
   ) {
     this.doc = raw;
     this.schemas = raw.components?.schemas ?? {};
-    this.applyDialectPatches();
+    applyDialectPatches(this.schemas);
+    this.errors = new GoErrorPhrasing(this.schemas);
     for (const [p, item] of Object.entries<Json>(raw.paths ?? {})) {
       for (const method of ['get', 'post', 'put', 'patch', 'delete']) {
         const op = item[method];
@@ -160,25 +126,6 @@ export class FlySpec {
     const raw = JSON.parse(readFileSync(path, 'utf8'));
     if (!raw?.openapi || !raw.components?.schemas) throw new Error(`${path} is not an OpenAPI 3 document`);
     return new FlySpec(path, raw);
-  }
-
-  private applyDialectPatches(): void {
-    for (const [schema, prop, replacement] of DIALECT_PATCHES) {
-      const s = this.schemas[schema];
-      if (!s?.properties?.[prop]) continue; // the spec changed shape; nothing to relax
-      if (replacement === 'SIGNAL_NAME_OR_NUMBER') {
-        const names: string[] = s.properties[prop].enum ?? [];
-        const nums = Array.from({ length: 31 }, (_, i) => i + 1);
-        s.properties[prop] = {
-          ...s.properties[prop],
-          type: ['string', 'integer'],
-          enum: [...names, ...nums],
-          'x-go-type': 'string',
-        };
-      } else {
-        s.properties[prop] = { ...s.properties[prop], ...replacement };
-      }
-    }
   }
 
   /** Which operation a request is, from its method and path (with or without `/v1`, query ignored). */
@@ -240,197 +187,10 @@ export class FlySpec {
     if (v(data)) return { ok: true, operationId: op.operationId, issues: [] };
     const issues = (v.errors ?? [])
       .filter((e) => !(e.keyword === 'enum' && (v.errors ?? []).some((o) => o.keyword === 'type' && o.instancePath === e.instancePath)))
-      .map((e) => this.describe(op.bodySchema!, e));
+      .map((e) => this.errors.describe(op.bodySchema!, e));
     const unique = issues.filter((i, n) => issues.findIndex((j) => j.message === i.message) === n);
     return { ok: false, operationId: op.operationId, error: unique[0]?.message, issues: unique };
   }
-
-  // --- error phrasing ------------------------------------------------------------------------------------------------
-
-  private deref(node: Json): { node: Json; name?: string } {
-    let name: string | undefined;
-    for (let i = 0; i < 10 && node; i++) {
-      if (typeof node.$ref === 'string') {
-        name = node.$ref.split('/').pop();
-        node = this.schemas[name!];
-        continue;
-      }
-      if (!node.properties && Array.isArray(node.allOf) && node.allOf.length === 1 && node.allOf[0].$ref) {
-        node = node.allOf[0];
-        continue;
-      }
-      break;
-    }
-    return { node, name };
-  }
-
-  private goType(node: Json): string {
-    if (!node) return 'interface {}';
-    if (node['x-go-type']) return node['x-go-type'];
-    if (node.$ref) return goQualified(node.$ref.split('/').pop());
-    if (Array.isArray(node.allOf) && node.allOf.length === 1 && node.allOf[0].$ref) return this.goType(node.allOf[0]);
-    const t = Array.isArray(node.type) ? node.type[0] : node.type;
-    switch (t) {
-      case 'integer':
-        return 'int';
-      case 'number':
-        return 'float64';
-      case 'string':
-        return 'string';
-      case 'boolean':
-        return 'bool';
-      case 'array':
-        return `[]${this.goType(node.items)}`;
-      case 'object':
-        return node.additionalProperties && typeof node.additionalProperties === 'object'
-          ? `map[string]${this.goType(node.additionalProperties)}`
-          : 'map[string]interface {}';
-      default:
-        return 'interface {}';
-    }
-  }
-
-  /** Walks the (unconverted) schema along an ajv instancePath: containing struct, Go field path, Go type. */
-  private locate(root: string, segments: string[]): { struct: string; field: string; human: string; node: Json } {
-    let cur: Json = { $ref: `#/components/schemas/${root}` };
-    let struct = goBare(root);
-    const fields: string[] = [];
-    let human = '';
-    for (const seg of segments) {
-      const { node, name } = this.deref(cur);
-      if (node?.properties && seg in node.properties) {
-        if (name) struct = goBare(name);
-        fields.push(seg);
-        human += human ? `.${seg}` : seg;
-        cur = node.properties[seg];
-      } else if (node?.items && /^\d+$/.test(seg)) {
-        human += `[${seg}]`;
-        cur = node.items;
-      } else if (node && typeof node.additionalProperties === 'object') {
-        human += human ? `.${seg}` : seg;
-        cur = node.additionalProperties;
-      } else {
-        human += human ? `.${seg}` : seg;
-        fields.push(seg);
-        cur = undefined;
-      }
-    }
-    return { struct, field: fields.join('.'), human, node: cur };
-  }
-
-  private describe(root: string, e: ErrorObject): SpecIssue {
-    const segments = e.instancePath
-      .split('/')
-      .slice(1)
-      .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
-    const loc = this.locate(root, segments);
-    const data = (e as ErrorObject & { data?: unknown }).data;
-    let message: string;
-    switch (e.keyword) {
-      case 'type': {
-        const wanted = (e.params as { type: string | string[] }).type;
-        let jt = jsonTypeName(data);
-        if (jt === 'number' && (wanted === 'integer' || (Array.isArray(wanted) && wanted.includes('integer')))) {
-          jt = `number ${String(data)}`;
-        }
-        if (segments.length === 0) {
-          message = `json: cannot unmarshal ${jt} into Go value of type ${GO_ROOT_TYPES[root] ?? `main.${lcFirst(goBare(root))}`}`;
-        } else {
-          message = `json: cannot unmarshal ${jt} into Go struct field ${loc.struct}.${loc.field} of type ${this.goType(loc.node)}`;
-        }
-        break;
-      }
-      case 'enum': {
-        const allowed = ((e.params as { allowedValues: unknown[] }).allowedValues ?? []).filter((a) => typeof a === 'string');
-        message = `invalid ${loc.human} ${JSON.stringify(data)}: must be one of ${allowed.join(', ')}`;
-        break;
-      }
-      case 'required': {
-        const missing = (e.params as { missingProperty: string }).missingProperty;
-        message = `missing required field ${loc.human ? `${loc.human}.` : ''}${missing}`;
-        break;
-      }
-      case 'additionalProperties': {
-        const extra = (e.params as { additionalProperty: string }).additionalProperty;
-        message = `json: unknown field "${loc.human ? `${loc.human}.` : ''}${extra}"`;
-        break;
-      }
-      default:
-        message = `invalid ${loc.human || 'body'}: ${e.message ?? e.keyword}`;
-    }
-    return { path: loc.human, keyword: e.keyword, message };
-  }
-}
-
-function escapePointer(s: string): string {
-  return s.replace(/~/g, '~0').replace(/\//g, '~1');
-}
-
-function goBare(schemaName: string): string {
-  const i = schemaName.lastIndexOf('.');
-  return i >= 0 ? schemaName.slice(i + 1) : schemaName;
-}
-
-function goQualified(schemaName: string): string {
-  return schemaName.includes('.') ? schemaName : `main.${schemaName}`;
-}
-
-function lcFirst(s: string): string {
-  return s ? s[0].toLowerCase() + s.slice(1) : s;
-}
-
-function jsonTypeName(v: unknown): string {
-  if (Array.isArray(v)) return 'array';
-  if (v === null) return 'null';
-  if (typeof v === 'boolean') return 'bool';
-  return typeof v; // string | number | object
-}
-
-/** Drops object keys whose value is null, recursively (Go's decoder treats such a field as absent). */
-export function stripNulls(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(stripNulls);
-  if (isPlainObject(v)) {
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) if (x !== null) out[k] = stripNulls(x);
-    return out;
-  }
-  return v;
-}
-
-/** OpenAPI 3.0 schema objects → JSON Schema (draft-07 as ajv reads it). */
-function convertSchemas(schemas: Record<string, Json>, strict: boolean): Record<string, Json> {
-  const out: Record<string, Json> = {};
-  for (const [name, s] of Object.entries(schemas)) out[name] = convertNode(s, strict);
-  return out;
-}
-
-function convertNode(node: Json, strict: boolean): Json {
-  if (Array.isArray(node)) return node.map((n) => convertNode(n, strict));
-  if (!isPlainObject(node)) return node;
-  const out: Json = {};
-  for (const [k, v] of Object.entries(node)) {
-    if (DROP_KEYS.has(k) || k.startsWith('x-')) continue;
-    if (LITERAL_KEYS.has(k)) out[k] = v;
-    else if (k === 'properties' && isPlainObject(v)) {
-      out.properties = {};
-      for (const [pk, pv] of Object.entries(v)) out.properties[pk] = convertNode(pv, strict);
-    } else if (k === '$ref' && typeof v === 'string') out.$ref = v.startsWith('#/') ? `fly${v}` : v;
-    else out[k] = convertNode(v, strict);
-  }
-  if (node.nullable === true) {
-    if (typeof out.type === 'string') out.type = [out.type, 'null'];
-    else if (Array.isArray(out.type) && !out.type.includes('null')) out.type = [...out.type, 'null'];
-    if (Array.isArray(out.enum) && !out.enum.includes(null)) out.enum = [...out.enum, null];
-    if (out.$ref) {
-      const ref = out.$ref;
-      delete out.$ref;
-      out.anyOf = [{ $ref: ref }, { type: 'null' }];
-    }
-  }
-  if (strict && isPlainObject(out.properties) && out.additionalProperties === undefined) {
-    out.additionalProperties = false;
-  }
-  return out;
 }
 
 // --- module-level helpers --------------------------------------------------------------------------------------------

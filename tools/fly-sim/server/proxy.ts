@@ -5,8 +5,8 @@
  */
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Engine } from './engine.js';
-import { newRequestId } from './util.js';
+import type { Engine } from '../engine/index.js';
+import { newRequestId } from '../util.js';
 
 const HOP_BY_HOP = new Set([
   'connection',
