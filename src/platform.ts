@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import type { Logger } from 'pino';
 import { selectBackend } from './backends/index.js';
-import type { Provisioner } from './backends/provisioner.js';
+import { hasAgentNetwork, type Provisioner } from './backends/provisioner.js';
 import { joinCluster } from './core/cluster.js';
 import { loadConfig, type Config } from './core/config.js';
 import { platformLogger } from './core/logging.js';
@@ -67,7 +67,7 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
   // Instances that cannot reach our loopback address (containers) get a listener on their network, opened on first need.
   let agentListener: Promise<AgentListener> | undefined;
   const agentPlatformUrl = async (): Promise<string> => {
-    if (config.platformUrl || !provisioner.agentNetwork) return platformUrl;
+    if (config.platformUrl || !hasAgentNetwork(provisioner)) return platformUrl;
     agentListener ??= openAgentListener().catch((e) => {
       agentListener = undefined;
       throw e;
@@ -75,7 +75,8 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
     return (await agentListener).url;
   };
   const openAgentListener = async (): Promise<AgentListener> => {
-    const net = await provisioner.agentNetwork!();
+    if (!hasAgentNetwork(provisioner)) throw new Error(`the ${provisioner.name} backend has no agent network`);
+    const net = await provisioner.agentNetwork();
     const port = listenPort();
     if (config.host === '0.0.0.0' || config.host === '::') {
       // The main listener already answers on every address, the network's gateway included.
@@ -112,7 +113,7 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
   const url = `http://${host}:${port}`;
   if (!config.platformUrl) platformUrl = `http://${config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : host}:${port}`;
 
-  if (provisioner.agentNetwork && !config.platformUrl) {
+  if (hasAgentNetwork(provisioner) && !config.platformUrl) {
     await agentPlatformUrl().catch((e) => logger.warn({ err: (e as Error).message }, 'agent listener not open yet; retried when a workspace starts'));
   }
   // Join (and perhaps lead) only once agents can reach us: adopted agents heartbeat right away.

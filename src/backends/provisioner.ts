@@ -71,17 +71,14 @@ export interface InstanceEvent {
 }
 
 /**
- * One interface for every backend; the shared contract suite in test/contract runs against each implementation.
- * Every operation is idempotent where it can be: destroy/stop of an unknown instance is not an error.
+ * What every backend does; the shared contract suite in test/contract runs against each implementation. Every
+ * operation is idempotent where it can be: destroy/stop of an unknown instance is not an error. What only some
+ * backends do is a capability below, which core checks with its type guard.
  */
 export interface Provisioner {
   readonly name: string;
   /** Region given to workspaces that do not ask for one (the agent reports it as MOLECULE_REGION). */
   readonly defaultRegion: string;
-  /** Regions a workspace may ask for (code → place), for pickers; absent when the backend takes any region code. */
-  readonly regions?: Readonly<Record<string, string>>;
-  /** Caller mistakes this backend can see before starting anything (e.g. an unknown Fly region). */
-  validate?(spec: { region: string | null; tier: number; runtime: string }): string | null;
   /** Start a new instance. Throws ProvisionError with a typed code on failure. */
   start(spec: InstanceSpec): Promise<InstanceHandle>;
   /** Stop the instance, keeping what resume needs (disk, pid record, machine). */
@@ -94,18 +91,7 @@ export interface Provisioner {
   destroy(instanceId: string): Promise<void>;
   /** What the backend sees now. 'unknown' on transient errors, never a guess of 'gone'. */
   inspect(instanceId: string): Promise<InstanceState>;
-  /**
-   * Drops what the backend keeps for a workspace outside its instance (Fly: the workspace's app secrets). Called
-   * when the workspace is removed, after its instance is destroyed. Idempotent.
-   */
-  forget?(workspaceId: string): Promise<void>;
-  /**
-   * The periodic sweep's counterpart of `forget`: drops what the backend keeps for workspaces that are not live.
-   * `liveWorkspaceIds` is asked only after the backend has listed what it keeps, so a workspace created meanwhile
-   * is in the answer.
-   */
-  forgetUnclaimed?(liveWorkspaceIds: () => Promise<string[]>): Promise<void>;
-  /** Every instance this platform owns (label / metadata / pid records). */
+  /** Every instance this platform owns (label / metadata / pid records / agents carrying our marker). */
   list(): Promise<OwnedInstance[]>;
   /** The instance's output, a line at a time. */
   logs(instanceId: string, opts: LogOptions): AsyncIterable<string>;
@@ -113,19 +99,55 @@ export interface Provisioner {
   describe(): Record<string, unknown>;
   /** Subscribe to unsolicited instance changes. Returns an unsubscribe function. */
   watch(listener: (ev: InstanceEvent) => void): () => void;
-  /** Re-attach to instances that survived a platform restart; called once at startup. */
-  adopt?(handles: { workspaceId: string; instanceId: string }[]): Promise<void>;
-  /** Why the backend cannot take work right now (e.g. its engine is unreachable), or null when it can. */
-  unavailable?(): string | null;
-  /**
-   * For backends whose instances cannot reach the platform's loopback address (containers): a host-local address
-   * the platform should also listen on for the agent-facing routes, and the subnets its instances connect from.
-   * Only used when PLATFORM_URL is not set.
-   */
-  agentNetwork?(): Promise<AgentNetwork>;
   /** Release timers and connections; instances keep running. */
   close(): Promise<void>;
 }
+
+/** Re-attaches to instances that survived a platform restart (or another replica's leadership). */
+export interface AdoptsInstances {
+  adopt(handles: { workspaceId: string; instanceId: string }[]): Promise<void>;
+}
+
+/**
+ * Instances cannot reach the platform's loopback address (containers): a host-local address the platform should
+ * also listen on for the agent-facing routes, and the subnets its instances connect from. Only used when
+ * PLATFORM_URL is not set.
+ */
+export interface HasAgentNetwork {
+  agentNetwork(): Promise<AgentNetwork>;
+}
+
+/** Can be down while the platform runs (an engine that stops answering). */
+export interface ReportsHealth {
+  /** Why the backend cannot take work right now, or null when it can. */
+  unavailable(): string | null;
+}
+
+/** Sees caller mistakes before starting anything (e.g. an unknown Fly region, a tier it cannot size). */
+export interface ValidatesSpecs {
+  validate(spec: { region: string | null; tier: number; runtime: string }): string | null;
+  /** Regions a workspace may ask for (code → place), for pickers; absent when any region code goes. */
+  readonly regions?: Readonly<Record<string, string>>;
+}
+
+/** Keeps something per workspace outside its instance (Fly: the workspace's app secrets). */
+export interface KeepsWorkspaceState {
+  /** Drops it when the workspace is removed, after its instance is destroyed. Idempotent. */
+  forget(workspaceId: string): Promise<void>;
+  /**
+   * The periodic sweep's counterpart of `forget`: drops what is kept for workspaces that are not live.
+   * `liveWorkspaceIds` is asked only after the backend has listed what it keeps, so a workspace created meanwhile
+   * is in the answer.
+   */
+  forgetUnclaimed(liveWorkspaceIds: () => Promise<string[]>): Promise<void>;
+}
+
+const has = (p: object, method: string) => typeof (p as Record<string, unknown>)[method] === 'function';
+export const adoptsInstances = (p: Provisioner): p is Provisioner & AdoptsInstances => has(p, 'adopt');
+export const hasAgentNetwork = (p: Provisioner): p is Provisioner & HasAgentNetwork => has(p, 'agentNetwork');
+export const reportsHealth = (p: Provisioner): p is Provisioner & ReportsHealth => has(p, 'unavailable');
+export const validatesSpecs = (p: Provisioner): p is Provisioner & ValidatesSpecs => has(p, 'validate');
+export const keepsWorkspaceState = (p: Provisioner): p is Provisioner & KeepsWorkspaceState => has(p, 'forget') && has(p, 'forgetUnclaimed');
 
 /** Where instances reach the platform: an address of this host, and the subnets they connect from. */
 export interface AgentNetwork {

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { ProvisionError, type InstanceSpec, type InstanceState, type Provisioner } from '../backends/provisioner.js';
+import { adoptsInstances, keepsWorkspaceState, ProvisionError, type InstanceSpec, type InstanceState, type Provisioner } from '../backends/provisioner.js';
 import type { SecretStore, WorkspaceStore } from './ports.js';
 import type { Config } from './config.js';
 import type { Sealer } from './crypto.js';
@@ -105,7 +105,8 @@ export class Reconciler {
     const live = await this.d.svc.list({});
     const withInstance = live.filter((w) => w.instanceId && ['provisioning', 'ready', 'degraded'].includes(w.status));
     try {
-      await this.d.provisioner.adopt?.(withInstance.map((w) => ({ workspaceId: w.id, instanceId: w.instanceId! })));
+      const p = this.d.provisioner;
+      if (adoptsInstances(p)) await p.adopt(withInstance.map((w) => ({ workspaceId: w.id, instanceId: w.instanceId! })));
     } catch (e) {
       this.d.logger.error({ err: e }, 'adopting running instances failed; their liveness is still watched by heartbeats');
     }
@@ -340,7 +341,8 @@ export class Reconciler {
   private async destroy(ws: Workspace): Promise<void> {
     try {
       if (ws.instanceId) await this.d.provisioner.destroy(ws.instanceId);
-      await this.d.provisioner.forget?.(ws.id);
+      const p = this.d.provisioner;
+      if (keepsWorkspaceState(p)) await p.forget(ws.id);
     } catch (e) {
       const reason = `delete requested; destroying the instance failed, will retry: ${(e as Error).message}`;
       // The same failure again (a backend down for a while) only restarts the retry clock: no event every 5 s.
@@ -432,7 +434,7 @@ export class Reconciler {
       logger.info({ instance_id: inst.instanceId, workspace_id: inst.workspaceId }, 'destroying orphaned instance');
       await provisioner.destroy(inst.instanceId).catch((e) => logger.warn({ err: e, instance_id: inst.instanceId }, 'orphan destroy failed'));
     }
-    if (provisioner.forgetUnclaimed) {
+    if (keepsWorkspaceState(provisioner)) {
       const liveIds = async () => (await this.d.svc.list({})).map((w) => w.id);
       await provisioner.forgetUnclaimed(liveIds).catch((e) => logger.warn({ err: e }, 'sweeping what removed workspaces left in the backend failed'));
     }

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import { type HeartbeatRequest, type RegisterRequest, type RegistryResponse } from '../agent/contract.js';
-import type { Provisioner } from '../backends/provisioner.js';
+import { reportsHealth, validatesSpecs, type Provisioner } from '../backends/provisioner.js';
 import type { Config } from './config.js';
 import { agentUrlProblem } from './agent-url.js';
 import { hashToken, mintToken, safeEqual, type Sealer } from './crypto.js';
@@ -121,7 +121,7 @@ export class WorkspaceService {
         throw new ApiError(400, 'unknown_parent', `parent_id ${input.parent_id} is not a live workspace`);
       }
     }
-    const problem = this.d.provisioner.validate?.({ region: input.region ?? null, tier: input.tier, runtime: input.runtime });
+    const problem = this.specProblem({ region: input.region ?? null, tier: input.tier, runtime: input.runtime });
     if (problem) throw new ApiError(400, 'invalid_for_backend', problem);
     this.assertBackendAvailable();
 
@@ -194,7 +194,7 @@ export class WorkspaceService {
         (input.name !== undefined && input.name !== ws.name) ||
         (input.role !== undefined && input.role !== ws.role);
       if (input.tier !== undefined) {
-        const problem = this.d.provisioner.validate?.({ region: ws.region, tier: input.tier, runtime: ws.runtime });
+        const problem = this.specProblem({ region: ws.region, tier: input.tier, runtime: ws.runtime });
         if (problem) throw new ApiError(400, 'invalid_for_backend', problem);
       }
       const hasInstance = ws.instanceId !== null && ws.status !== 'failed';
@@ -277,9 +277,16 @@ export class WorkspaceService {
     });
   }
 
+  /** A mistake the backend can see in what was asked before anything starts, or null. */
+  private specProblem(spec: { region: string | null; tier: number; runtime: string }): string | null {
+    const p = this.d.provisioner;
+    return validatesSpecs(p) ? p.validate(spec) : null;
+  }
+
   /** 503 before anything is recorded when the backend cannot take work (e.g. its engine is unreachable). */
   private assertBackendAvailable(): void {
-    const down = this.d.provisioner.unavailable?.();
+    const p = this.d.provisioner;
+    const down = reportsHealth(p) ? p.unavailable() : null;
     if (down) throw new ApiError(503, 'backend_unavailable', `the ${this.d.provisioner.name} backend cannot start workspaces now: ${down}`);
   }
 

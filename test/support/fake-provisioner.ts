@@ -90,8 +90,12 @@ export class FakeProvisioner implements Provisioner {
     if (this.failDestroy) throw this.failDestroy;
     this.instances.delete(instanceId);
   }
+  /** Like Fly's app secrets: something kept per workspace outside its instance (KeepsWorkspaceState). */
   async forget(workspaceId: string): Promise<void> {
     this.calls.push({ op: 'forget', id: workspaceId });
+  }
+  async forgetUnclaimed(liveWorkspaceIds: () => Promise<string[]>): Promise<void> {
+    this.calls.push({ op: 'forgetUnclaimed', id: (await liveWorkspaceIds()).join(',') });
   }
   async inspect(instanceId: string): Promise<InstanceState> {
     this.calls.push({ op: 'inspect', id: instanceId });

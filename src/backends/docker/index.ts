@@ -10,6 +10,9 @@ import {
   type LogOptions,
   type OwnedInstance,
   type Provisioner,
+  type AdoptsInstances,
+  type HasAgentNetwork,
+  type ReportsHealth,
 } from '../provisioner.js';
 import { LocalProvisioner } from '../shared/local-provisioner.js';
 import { Containers } from './containers.js';
@@ -50,7 +53,7 @@ export interface DockerProvisionerOptions {
  * Deaths are learned from the engine's event stream and, as a backstop, a periodic sweep by label.
  * Every decision about an engine answer is made on its HTTP status, never on its message text.
  */
-export class DockerProvisioner extends LocalProvisioner implements Provisioner {
+export class DockerProvisioner extends LocalProvisioner implements Provisioner, AdoptsInstances, HasAgentNetwork, ReportsHealth {
   readonly name = 'docker';
   private readonly docker: Docker;
   private readonly network: string;

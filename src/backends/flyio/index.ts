@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { ConfigError, type Config } from '../../core/config.js';
 import { TIERS, type Tier } from '../../core/types.js';
-import type { InstanceEvent, InstanceHandle, InstanceSpec, InstanceState, LogOptions, OwnedInstance, Provisioner } from '../provisioner.js';
+import type { InstanceEvent, InstanceHandle, InstanceSpec, InstanceState, LogOptions, OwnedInstance, Provisioner, AdoptsInstances, KeepsWorkspaceState, ValidatesSpecs } from '../provisioner.js';
 import { AppSecrets } from './app-secrets.js';
 import { DEFAULT_API_BASE, FlyClient, type FlyMachine, type FlyMachineConfig } from './client/index.js';
 import { timingsFrom, type FlyContext, type FlyProvisionerOptions } from './context.js';
@@ -26,7 +26,7 @@ export type { FlyProvisionerOptions } from './context.js';
  * - inventory.ts    inspect, list (by metadata), logs (simulator)
  * - machine-config.ts, machines.ts, secrets.ts, limits.ts: pure helpers (config, states, names, Fly's limits)
  */
-export class FlyProvisioner implements Provisioner {
+export class FlyProvisioner implements Provisioner, AdoptsInstances, ValidatesSpecs, KeepsWorkspaceState {
   readonly name = 'flyio';
   readonly defaultRegion: string;
   readonly regions = FLY_REGIONS;

@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
-import { ProvisionError, type InstanceHandle, type InstanceSpec, type InstanceState, type LogOptions, type OwnedInstance, type Provisioner } from '../provisioner.js';
+import { ProvisionError, type InstanceHandle, type InstanceSpec, type InstanceState, type LogOptions, type OwnedInstance, type Provisioner, type AdoptsInstances } from '../provisioner.js';
 import { exitReason } from '../shared/exit-reason.js';
 import { LocalProvisioner } from '../shared/local-provisioner.js';
 import { AgentFinder, KILL_WAIT_MS, signalGroup } from './agents.js';
@@ -34,7 +34,7 @@ const OWNER_ID_FILE = 'process-owner-id';
  * logged to a file, so they outlive a platform restart; pid records let the next platform adopt or clean them, and
  * the marker every agent carries in its environment (OWNER_ENV) finds the ones no record names.
  */
-export class ProcessProvisioner extends LocalProvisioner implements Provisioner {
+export class ProcessProvisioner extends LocalProvisioner implements Provisioner, AdoptsInstances {
   readonly name = 'process';
   private readonly files: InstanceFiles;
   private readonly cgroups: CgroupSupport;

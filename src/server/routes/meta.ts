@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AppDeps } from '../app.js';
+import { validatesSpecs } from '../../backends/provisioner.js';
 import { RUNTIMES } from '../../core/runtimes.js';
 import { ACTIONS } from '../../core/status.js';
 import { TIERS, WORKSPACE_STATUSES, type Tier } from '../../core/types.js';
@@ -36,7 +37,7 @@ export function metaRoutes(deps: Pick<AppDeps, 'svc' | 'provisioner' | 'version'
     const app = plain.withTypeProvider<ZodTypeProvider>();
 
     app.get('/meta', { schema: { tags: ['platform'], summary: 'Runtimes, tiers and regions this platform accepts', response: { 200: MetaView } } }, async () => {
-      const regions = deps.provisioner.regions;
+      const regions = validatesSpecs(deps.provisioner) ? deps.provisioner.regions : undefined;
       return {
         version: deps.version,
         backend: {
