@@ -1,12 +1,12 @@
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
-import { type HeartbeatRequest, type RegisterRequest, type RegistryResponse } from '../agent/contract.js';
 import { reportsHealth, validatesSpecs, type Provisioner } from '../backends/provisioner.js';
 import type { Config } from './config.js';
-import { agentUrlProblem } from './agent-url.js';
-import { hashToken, mintToken, safeEqual, type Sealer } from './crypto.js';
+import type { Sealer } from './crypto.js';
 import { ApiError } from './errors.js';
 import type { EventBus } from './events.js';
+import { AgentRegistry } from './registry.js';
+import { WorkspaceTokens } from './tokens.js';
 import type { SecretStore, TokenStore, Transact, WorkspaceStore } from './ports.js';
 import { secretAad } from './secrets.js';
 import { ACTIONS, canTransition, ROUTABLE, type Action } from './status.js';
@@ -59,11 +59,6 @@ export interface AgentTarget {
   token: string;
 }
 
-const ERROR_RATE_DEGRADED = 0.5;
-/** How long a registration waits for the backend to report the instance it comes from (below the agent's timeout). */
-const REGISTER_WAIT_MS = 5000;
-const REGISTER_POLL_MS = 100;
-const tokenAad = (workspaceId: string, kind: string) => `token:${workspaceId}:${kind}`;
 
 /**
  * The workspace API: create, actions, registration, heartbeats, routing. Requests only write what should be (the
@@ -81,7 +76,14 @@ export class WorkspaceService {
   private readonly routes = new Map<string, AgentTarget>();
   private readonly unsubscribe: () => void;
 
+  /** Credentials of workspaces: minting, rotation, and who a presented token is. */
+  readonly tokens: WorkspaceTokens;
+  /** Registration and heartbeats of agents. */
+  readonly registry: AgentRegistry;
+
   constructor(private readonly d: ServiceDeps) {
+    this.tokens = new WorkspaceTokens(d);
+    this.registry = new AgentRegistry({ ...d, tokens: this.tokens, transition: (...a) => this.transition(...a) });
     this.unsubscribe = d.bus.subscribe((ev) => {
       if (ev.workspace_id) this.routes.delete(ev.workspace_id);
     });
@@ -270,7 +272,7 @@ export class WorkspaceService {
     }
     for (const c of children) await this.remove(c.id, opts);
     // Revoke first: from here on the agent can neither register nor heartbeat.
-    await this.d.tokens.revokeAll(id);
+    await this.tokens.revokeAll(id);
     this.routes.delete(id);
     return this.act(id, 'delete', async (cur) => {
       if (cur.status !== 'removing') await this.requested(cur, 'removing', 'delete requested', { nextRestartAt: null, pendingLaunch: null }, 'delete');
@@ -307,90 +309,6 @@ export class WorkspaceService {
 
   // ---- agent-facing --------------------------------------------------------------------------------------
 
-  /** @param known the workspace the request's token was already resolved to (by the caller check), if any. */
-  async register(token: string | undefined, body: RegisterRequest, known?: Workspace): Promise<RegistryResponse> {
-    let ws = known ?? (await this.byWorkspaceToken(token));
-    // The agent may be faster than the backend's answer (reported to whichever replica launched it): wait until
-    // the instance it runs in is recorded. After a wait the launch may have rotated or revoked the token: look again.
-    for (const deadline = Date.now() + REGISTER_WAIT_MS; ws.status === 'provisioning' && ws.pendingLaunch && Date.now() < deadline; ) {
-      await new Promise((r) => setTimeout(r, REGISTER_POLL_MS));
-      ws = await this.byWorkspaceToken(token);
-    }
-    if (ws.status === 'paused' || ws.status === 'failed') {
-      throw new ApiError(409, 'invalid_state', `workspace ${ws.id} is ${ws.status}; it does not accept registrations`);
-    }
-    if (ws.status === 'provisioning' && ws.pendingLaunch) {
-      throw new ApiError(503, 'instance_starting', `the backend has not reported workspace ${ws.id}'s instance yet; retry`);
-    }
-    const problem = agentUrlProblem(body.url, { instanceId: ws.instanceId, handle: ws.instance }, this.d.config.externalAgentUrls);
-    if (problem) {
-      this.d.logger.warn({ workspace_id: ws.id, reported_url: body.url.slice(0, 300), problem }, 'registration refused: agent url');
-      throw new ApiError(403, 'agent_url_mismatch', problem);
-    }
-    const now = new Date().toISOString();
-    await this.d.workspaces.update(ws.id, { agentUrl: body.url, agentCard: body.agent_card, lastHeartbeatAt: now });
-    await this.d.bus.publish('workspace.step', ws.id, { step: 'registered', agent_url: body.url });
-    let status = ws.status;
-    if (ws.status !== 'ready') {
-      if (await this.transition(ws, 'ready', 'agent registered', { readyAt: now, nextRestartAt: null })) status = 'ready';
-    }
-    return { workspace_id: ws.id, status, heartbeat_interval_s: this.d.config.timing.heartbeatIntervalS };
-  }
-
-  /** @param known the workspace the request's token was already resolved to (by the caller check), if any. */
-  async heartbeat(token: string | undefined, body: HeartbeatRequest, known?: Workspace): Promise<RegistryResponse> {
-    const ws = known ?? (await this.byWorkspaceToken(token));
-    if (ws.status === 'paused' || ws.status === 'failed') {
-      throw new ApiError(409, 'invalid_state', `workspace ${ws.id} is ${ws.status}; it does not accept heartbeats`);
-    }
-    // Only a registered instance (its URL checked) may turn the workspace ready; the agent re-registers on 404.
-    if (!ws.agentUrl) throw new ApiError(404, 'not_registered', `register workspace ${ws.id}'s agent before sending heartbeats`);
-    const now = new Date().toISOString();
-    await this.d.workspaces.update(ws.id, { lastHeartbeatAt: now, heartbeat: { ...body, at: now } });
-    this.d.bus.pulse(ws.id, { last_heartbeat_at: now, heartbeat: { ...body, at: now } });
-    let target: WorkspaceStatus | null = null;
-    let reason = '';
-    if (ws.status === 'provisioning' || ws.status === 'offline') {
-      [target, reason] = ['ready', 'first heartbeat'];
-    } else if (ws.status === 'ready' && body.error_rate >= ERROR_RATE_DEGRADED) {
-      [target, reason] = ['degraded', `error rate ${(body.error_rate * 100).toFixed(0)}% over recent turns`];
-    } else if (ws.status === 'degraded' && body.error_rate < ERROR_RATE_DEGRADED) {
-      [target, reason] = ['ready', `error rate back to ${(body.error_rate * 100).toFixed(0)}%`];
-    }
-    let status = ws.status;
-    if (target && (await this.transition(ws, target, reason, target === 'ready' && !ws.readyAt ? { readyAt: now } : {}))) status = target;
-    return { workspace_id: ws.id, status, heartbeat_interval_s: this.d.config.timing.heartbeatIntervalS };
-  }
-
-  /** The live workspace a workspace token belongs to; 401, 403 or 410 (ApiError) for any other credential. */
-  async byWorkspaceToken(token: string | undefined): Promise<Workspace> {
-    if (!token) throw new ApiError(401, 'missing_token', 'Authorization: Bearer <workspace token> is required');
-    if (this.d.config.adminToken && safeEqual(token, this.d.config.adminToken)) {
-      throw new ApiError(403, 'wrong_token', 'the admin token does not identify a workspace; agents use their MOLECULE_WORKSPACE_TOKEN');
-    }
-    const row = await this.d.tokens.findActiveByHash(hashToken(token));
-    if (row && row.kind !== 'workspace') {
-      throw new ApiError(403, 'wrong_token', 'an agent token is for calls from the platform to the agent; send the workspace token');
-    }
-    if (!row) {
-      throw new ApiError(401, 'invalid_token', 'the workspace token is not valid (revoked, or never issued)');
-    }
-    const ws = await this.d.workspaces.get(row.workspaceId);
-    if (!ws || ws.status === 'removed' || ws.status === 'removing') {
-      throw new ApiError(410, 'workspace_removed', `workspace ${row.workspaceId} was removed`);
-    }
-    return ws;
-  }
-
-  /** The live workspace an active workspace token belongs to (the caller's identity on the API), if any. */
-  /** The live workspace a workspace token belongs to, or undefined for any token the registry would refuse. */
-  async workspaceForToken(token: string): Promise<Workspace | undefined> {
-    return this.byWorkspaceToken(token).catch((e) => {
-      if (e instanceof ApiError) return undefined;
-      throw e;
-    });
-  }
-
   /**
    * A2A access rule for workspace callers: a workspace may call itself, its parent, its children and its siblings
    * (same parent; top-level workspaces are siblings of each other). Admin callers are not limited.
@@ -412,9 +330,9 @@ export class WorkspaceService {
         status: ws.status,
       });
     }
-    const row = await this.d.tokens.active(id, 'agent');
-    if (!row) throw new ApiError(503, 'workspace_not_ready', `workspace ${id} has no agent token`);
-    const target = { url: ws.instance.url, headers: ws.instance.headers ?? {}, token: this.d.sealer.open(row.sealed, tokenAad(id, 'agent')) };
+    const token = await this.tokens.agentToken(id);
+    if (!token) throw new ApiError(503, 'workspace_not_ready', `workspace ${id} has no agent token`);
+    const target = { url: ws.instance.url, headers: ws.instance.headers ?? {}, token };
     // Only cache if nothing changed while we read; a concurrent event would have found no entry to drop.
     const again = await this.d.workspaces.get(id);
     if (again && again.status === ws.status && again.updatedAt === ws.updatedAt) this.routes.set(id, target);
@@ -453,27 +371,11 @@ export class WorkspaceService {
     return true;
   }
 
-  /**
-   * Revokes the workspace's tokens and mints a new pair, in one transaction (a workspace is never left without).
-   * The workspace token (agent → platform) is stored only as its hash: the agent gets it once, in its environment.
-   * The agent token (platform → agent) is also sealed, since the proxy presents it on every call.
-   */
+  /** New credentials for the next instance (the old ones stop working), and no stale route to the old one. */
   async rotateTokens(workspaceId: string): Promise<{ workspace: string; agent: string }> {
-    const workspace = mintToken('workspace');
-    const agent = mintToken('agent');
-    await this.d.transact(async ({ tokens }) => {
-      await tokens.revokeAll(workspaceId);
-      await tokens.insert({ id: crypto.randomUUID(), workspaceId, kind: 'workspace', hash: hashToken(workspace), sealed: '' });
-      await tokens.insert({
-        id: crypto.randomUUID(),
-        workspaceId,
-        kind: 'agent',
-        hash: hashToken(agent),
-        sealed: this.d.sealer.seal(agent, tokenAad(workspaceId, 'agent')),
-      });
-    });
+    const pair = await this.tokens.rotate(workspaceId);
     this.routes.delete(workspaceId);
-    return { workspace, agent };
+    return pair;
   }
 
   withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {

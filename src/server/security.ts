@@ -104,7 +104,7 @@ export async function installSecurity(app: FastifyInstance<any, any, any, any, a
     const path = req.url.split('?')[0]!;
     if (AGENT_PATHS.has(path)) {
       // Refused here with the registry's own answers (401 missing/invalid, 403 wrong kind of token, 410 removed).
-      if (req.caller.kind !== 'workspace') await svc.byWorkspaceToken(bearer(req.headers.authorization));
+      if (req.caller.kind !== 'workspace') await svc.tokens.workspaceOf(bearer(req.headers.authorization));
       return;
     }
     if (isPublic(path)) return;
@@ -121,7 +121,7 @@ async function identify(req: FastifyRequest, config: Config, svc: WorkspaceServi
   const token = bearer(req.headers.authorization) ?? queryToken(req);
   if (!token) return config.adminToken ? { kind: 'anonymous' } : { kind: 'open' };
   if (config.adminToken && safeEqual(token, config.adminToken)) return { kind: 'admin' };
-  const ws = await svc.workspaceForToken(token);
+  const ws = await svc.tokens.workspaceForToken(token);
   if (ws) return { kind: 'workspace', workspaceId: ws.id, workspace: ws };
   return { kind: 'invalid' };
 }

@@ -73,7 +73,7 @@ export async function world(timing: Partial<Config['timing']> = {}, store?: Stor
   const register = async (id: string) => {
     const ws = await get(id);
     const inst = provisioner.instances.get(ws.instanceId!)!;
-    return svc.register(inst.env.MOLECULE_WORKSPACE_TOKEN, { url: ws.instance!.url!, agent_card: { name: ws.name } });
+    return svc.registry.register(inst.env.MOLECULE_WORKSPACE_TOKEN, { url: ws.instance!.url!, agent_card: { name: ws.name } });
   };
   const statuses = async (id: string) =>
     (await bus.history({ workspaceId: id })).filter((e) => e.type === 'workspace.status').map((e) => `${e.data.to}`);

@@ -35,7 +35,7 @@ describe('reconciler: provisioning', () => {
     const w = await world();
     const id = await w.create();
     const tokens = await w.svc.rotateTokens(id);
-    await expect(w.svc.register(tokens.workspace, { url: 'http://fake.invalid/x', agent_card: {} })).rejects.toMatchObject({ statusCode: 503, code: 'instance_starting' });
+    await expect(w.svc.registry.register(tokens.workspace, { url: 'http://fake.invalid/x', agent_card: {} })).rejects.toMatchObject({ statusCode: 503, code: 'instance_starting' });
   }, 15_000);
 
   it('fails a workspace whose agent never registers, and stops the instance', async () => {

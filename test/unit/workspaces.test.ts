@@ -30,7 +30,7 @@ describe('writes that belong together', () => {
     await expect(w.svc.rotateTokens(id)).rejects.toThrow(/disk full/);
     await sql`drop trigger fail_agent_token`.execute(w.store.db);
     const hb = { active_tasks: 0, current_task: null, error_rate: 0, uptime_s: 1 };
-    expect(await w.svc.heartbeat(oldToken, hb)).toMatchObject({ workspace_id: id, status: 'ready' });
+    expect(await w.svc.registry.heartbeat(oldToken, hb)).toMatchObject({ workspace_id: id, status: 'ready' });
   });
 
   it('creates a workspace with its secrets all or nothing: a failing secret leaves no half-made workspace', async () => {

@@ -24,7 +24,7 @@ export function registryRoutes(deps: Pick<AppDeps, 'svc'>): FastifyPluginAsync {
           response: { 200: RegistryResponse, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody, 410: ErrorBody, 503: ErrorBody },
         },
       },
-      async (req) => deps.svc.register(bearer(req.headers.authorization), req.body, resolved(req)),
+      async (req) => deps.svc.registry.register(bearer(req.headers.authorization), req.body, resolved(req)),
     );
     app.post(
       '/registry/heartbeat',
@@ -36,7 +36,7 @@ export function registryRoutes(deps: Pick<AppDeps, 'svc'>): FastifyPluginAsync {
           response: { 200: RegistryResponse, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 410: ErrorBody },
         },
       },
-      async (req) => deps.svc.heartbeat(bearer(req.headers.authorization), req.body, resolved(req)),
+      async (req) => deps.svc.registry.heartbeat(bearer(req.headers.authorization), req.body, resolved(req)),
     );
   };
 }
