@@ -59,9 +59,8 @@ export interface AgentTarget {
   token: string;
 }
 
-
 /**
- * The workspace API: create, actions, registration, heartbeats, routing. Requests only write what should be (the
+ * The workspace API: create, actions, routing; registration and heartbeats through `registry`, credentials through `tokens`. Requests only write what should be (the
  * status, and the launch a workspace waits for); the reconciler, on whichever replica holds its lease, makes the
  * backend match. Every status change goes through transition(), which checks the status machine, writes
  * compare-and-set and publishes one event. This replica's requests on one workspace are serialised by a lock;
