@@ -8,7 +8,7 @@ import { desiredConfig, instanceHandle, newProvisionId, startedFacts } from './m
 import { configChanges, machineName, META } from './machines.js';
 import { bootFailure, toProvisionError } from './provision-errors.js';
 import type { MachineTeardown } from './teardown.js';
-import type { MachineWatch, Tracked } from './watch.js';
+import type { MachineWatch } from './watch.js';
 
 type Mode = 'start' | 'restart' | 'resume';
 
@@ -82,7 +82,7 @@ export class MachineLifecycle {
       throw toProvisionError(e, this.ctx.app);
     }
     if (!m || m.state === 'destroying') {
-      this.watch.untrack(instanceId);
+      this.watch.disarm(instanceId);
       spec.progress?.('machine gone; creating a new one', { old_machine_id: instanceId });
       return this.start(spec);
     }
@@ -144,17 +144,16 @@ export class MachineLifecycle {
   }
 
   private async bootCreated(machine: FlyMachine, run: Run): Promise<InstanceHandle> {
-    const t = this.watch.track(machine.id, run.spec.workspaceId);
-    t.busy++;
+    const end = this.watch.begin(machine.id);
     try {
-      return await this.startedHandle(t, machine.id, machine.instance_id, run, true);
+      return await this.startedHandle(machine.id, machine.instance_id, run, true);
     } catch (e) {
       // Nothing will use a machine that never started: do not leave it behind.
       this.ctx.logger.warn({ machine_id: machine.id, err: (e as Error).message }, 'fly: machine did not start; destroying it');
       await this.teardown.destroy(machine.id).catch((d) => this.ctx.logger.warn({ machine_id: machine.id, err: (d as Error).message }, 'fly: destroying the failed machine failed'));
       throw e;
     } finally {
-      t.busy--;
+      end();
     }
   }
 
@@ -164,19 +163,18 @@ export class MachineLifecycle {
    */
   private async converge(found: FlyMachine, run: Run, writtenSecretsVersion?: number): Promise<InstanceHandle> {
     const secretsVersion = writtenSecretsVersion ?? (await this.secrets.write(run.spec, found.region));
-    const t = this.watch.track(found.id, run.spec.workspaceId);
-    t.armed = false;
-    t.busy++;
+    this.watch.disarm(found.id);
+    const end = this.watch.begin(found.id);
     try {
       const m = await this.settle(found, run.deadline);
       const plan = this.planFor(m, run.spec, secretsVersion);
       const version = await this.applyUnderLease(m, plan, run);
       // Not `failed` right after starting a failed machine as it was: that answer could be about the old attempt.
-      if (version !== null) return await this.startedHandle(t, m.id, version, run, !(plan.wasFailed && !plan.changes.length));
+      if (version !== null) return await this.startedHandle(m.id, version, run, !(plan.wasFailed && !plan.changes.length));
     } finally {
-      t.busy = Math.max(0, t.busy - 1);
+      end();
     }
-    this.watch.untrack(found.id);
+    this.watch.disarm(found.id);
     run.spec.progress?.('machine gone; creating a new one', { old_machine_id: found.id });
     return this.start(run.spec);
   }
@@ -242,10 +240,10 @@ export class MachineLifecycle {
   }
 
   /** Waits for `started`, reports it in the timeline and arms the watch: from now on a stop is news. */
-  private async startedHandle(t: Tracked, id: string, version: string, run: Run, orFailed: boolean): Promise<InstanceHandle> {
+  private async startedHandle(id: string, version: string, run: Run, orFailed: boolean): Promise<InstanceHandle> {
     const started = await this.waitStarted(id, version, run, orFailed);
     run.spec.progress?.('machine started', startedFacts(started, run.t0));
-    t.armed = true;
+    this.watch.arm(id, run.spec.workspaceId);
     return this.handleFor(started);
   }
 

@@ -18,7 +18,8 @@ export class MachineTeardown {
   ) {}
 
   async stop(instanceId: string): Promise<void> {
-    const t = this.watch.disarm(instanceId);
+    this.watch.disarm(instanceId);
+    const end = this.watch.begin(instanceId);
     try {
       const m = await this.settled(instanceId);
       if (!m || DOWN.includes(m.state)) return;
@@ -27,19 +28,21 @@ export class MachineTeardown {
       if (e instanceof FlyApiError && e.status === 404) return;
       throw toProvisionError(e, this.ctx.app);
     } finally {
-      if (t) t.busy--;
+      end();
     }
   }
 
   async destroy(instanceId: string): Promise<void> {
-    const t = this.watch.disarm(instanceId);
+    this.watch.disarm(instanceId);
+    const end = this.watch.begin(instanceId);
     try {
       if (!(await this.destroyForced(instanceId))) return;
       await this.waitDestroyed(instanceId);
     } catch (e) {
       throw toProvisionError(e, this.ctx.app);
     } finally {
-      this.watch.untrack(instanceId);
+      end();
+      this.watch.disarm(instanceId);
     }
   }
 

@@ -1,63 +1,30 @@
-import type { InstanceEvent } from '../provisioner.js';
+import type { InstanceState } from '../provisioner.js';
+import { InstanceWatch, type Incarnation } from '../shared/instance-watch.js';
 import { FlyApiError, type FlyMachine } from './client/index.js';
 import type { FlyContext } from './context.js';
 import { describeNotRunning, lastExit, mapState, META } from './machines.js';
 
-/** One machine we watch. */
-export interface Tracked {
-  workspaceId: string;
-  /** Report it when it leaves `started`: true once we saw it started after our own start/resume/restart/adopt. */
-  armed: boolean;
-  /** Operations of ours in flight on this machine: their state changes are not news. */
-  busy: number;
-}
-
 /**
  * Noticing machines that stop, fail or vanish on their own (a crash, `flyctl machine stop`, a host problem). Fly
- * pushes nothing, so the machine list is polled; the lifecycle operations mark what they do themselves (`busy`,
- * `armed`) so that only what nobody here asked for is reported, once.
+ * pushes nothing, so the machine list is polled while anything is watched; which deaths are news is the
+ * InstanceWatch's call: the lifecycle operations `begin` what they do themselves and `arm` a machine once they saw
+ * it started, so that only what nobody here asked for is reported, once.
  */
-export class MachineWatch {
-  private readonly listeners = new Set<(ev: InstanceEvent) => void>();
-  private readonly tracked = new Map<string, Tracked>();
+export class MachineWatch extends InstanceWatch {
   private pollTimer: NodeJS.Timeout | undefined;
   private pollBackoff = 1;
   private polling: Promise<void> | undefined;
   private closed = false;
 
-  constructor(private readonly ctx: FlyContext) {}
-
-  subscribe(listener: (ev: InstanceEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+  constructor(private readonly ctx: FlyContext) {
+    super();
   }
 
-  /** The machine's entry, made (disarmed) when it has none; polling starts with the first one. */
-  track(id: string, workspaceId: string): Tracked {
-    let t = this.tracked.get(id);
-    if (!t) {
-      t = { workspaceId, armed: false, busy: 0 };
-      this.tracked.set(id, t);
-    }
+  /** Makes the machine's leaving `started` news; polling starts again if it had stopped for want of machines. */
+  override arm(id: string, workspaceId: string, incarnation?: Incarnation): Incarnation {
+    const armed = super.arm(id, workspaceId, incarnation);
     this.schedulePoll();
-    return t;
-  }
-
-  /**
-   * For an operation of ours on a machine that may be watched (stop, destroy): it is not reported while the
-   * operation runs, nor after it until something arms it again. The caller decrements `busy` when done.
-   */
-  disarm(id: string): Tracked | undefined {
-    const t = this.tracked.get(id);
-    if (t) {
-      t.armed = false;
-      t.busy++;
-    }
-    return t;
-  }
-
-  untrack(id: string): void {
-    this.tracked.delete(id);
+    return armed;
   }
 
   /** Watches machines that survived a platform restart. */
@@ -67,13 +34,13 @@ export class MachineWatch {
     try {
       byId = await this.ourMachines();
     } catch (e) {
-      this.ctx.logger.warn({ err: (e as Error).message }, 'fly: could not list machines while adopting; watching them anyway');
+      this.ctx.logger.warn({ err: (e as Error).message }, 'fly: could not list machines while adopting; reconcile looks at them instead');
     }
     for (const h of handles) {
-      const t = this.track(h.instanceId, h.workspaceId);
       const m = byId.get(h.instanceId);
       // Only a machine seen running is watched for leaving `started`; reconcile inspects the others itself.
-      t.armed = m?.state === 'started';
+      if (m?.state === 'started') this.arm(h.instanceId, h.workspaceId);
+      else this.disarm(h.instanceId);
       this.ctx.logger.info({ machine_id: h.instanceId, workspace_id: h.workspaceId, state: m?.state ?? 'not listed' }, 'fly: adopted machine');
     }
   }
@@ -100,7 +67,7 @@ export class MachineWatch {
         })
         .finally(() => {
           this.polling = undefined;
-          if (this.tracked.size) this.schedulePoll();
+          if (this.size) this.schedulePoll();
         });
     }, this.ctx.timings.watchIntervalMs * this.pollBackoff);
     this.pollTimer.unref();
@@ -108,38 +75,33 @@ export class MachineWatch {
 
   /** One look at our machines: report those that left `started` while no operation of ours was running. */
   private async pollOnce(): Promise<void> {
-    const candidates = [...this.tracked.entries()].filter(([, t]) => t.armed && t.busy === 0);
+    const candidates = this.watched();
     if (!candidates.length || this.closed) return;
     // Not retried (the next look is the retry), so watching never crowds out real work.
     const byId = await this.ourMachines({ retry: false });
-    for (const [id, t] of candidates) {
+    for (const { instanceId: id, incarnation } of candidates) {
       let m: FlyMachine | null | undefined = byId.get(id);
       // Lists leave destroyed machines out: confirm before calling it gone.
       if (!m) m = await this.ctx.client.find(id, { retry: false }).catch(() => undefined);
       if (m === undefined) continue; // could not tell
       const state = m ? m.state : 'destroyed';
       if (state === 'started' || mapState(state) === 'starting') continue; // running, or Fly's restart policy at work
-      if (!t.armed || t.busy > 0 || this.tracked.get(id) !== t || this.closed) continue; // one of our operations began meanwhile
-      t.armed = false;
-      this.report(id, t, m);
+      if (this.closed) return;
+      // Not news when one of our operations began meanwhile, or armed it anew.
+      const ev = this.report(id, incarnation, deathOf(id, m));
+      if (ev) this.ctx.logger.info({ machine_id: id, workspace_id: ev.workspaceId, state, reason: ev.reason }, 'fly: machine left started on its own');
     }
-  }
-
-  private report(id: string, t: Tracked, m: FlyMachine | null): void {
-    const ev: InstanceEvent = {
-      workspaceId: t.workspaceId,
-      instanceId: id,
-      state: m ? mapState(m.state) : 'gone',
-      reason: m ? describeNotRunning(m) : `machine ${id} was destroyed outside this platform`,
-      exitCode: m ? (lastExit(m)?.exitCode ?? null) : null,
-    };
-    if (ev.state === 'unknown') ev.state = 'failed';
-    this.ctx.logger.info({ machine_id: id, workspace_id: t.workspaceId, state: m ? m.state : 'destroyed', reason: ev.reason }, 'fly: machine left started on its own');
-    for (const l of this.listeners) l(ev);
   }
 
   private async ourMachines(opts: { retry?: boolean } = {}): Promise<Map<string, FlyMachine>> {
     const ms = await this.ctx.client.list({ metadata: { [META.platformId]: this.ctx.platformId } }, opts);
     return new Map(ms.map((m) => [m.id, m]));
   }
+}
+
+/** How a machine that left `started` is reported (null: destroyed); a state we cannot place counts as failed. */
+function deathOf(id: string, m: FlyMachine | null): InstanceState {
+  if (!m) return { state: 'gone', reason: `machine ${id} was destroyed outside this platform`, exitCode: null };
+  const state = mapState(m.state);
+  return { state: state === 'unknown' ? 'failed' : state, reason: describeNotRunning(m), exitCode: lastExit(m)?.exitCode ?? null };
 }
