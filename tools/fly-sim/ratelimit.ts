@@ -2,14 +2,10 @@
  * Token buckets as published by Fly (reference §7): per action and machine (per app for app-level actions)
  * 1 req/s sustained with bursts to 3; Get Machine 5 req/s with bursts to 10.
  */
+import { TokenBuckets, type BucketSpec } from '../../src/util/token-bucket.js';
 import type { Clock } from './util.js';
 
-export interface BucketSpec {
-  /** Tokens added per second. */
-  ratePerSec: number;
-  /** Bucket size. */
-  burst: number;
-}
+export type { BucketSpec };
 
 export interface RateLimitConfig {
   /** Default for every action (1/s, burst 3). */
@@ -25,13 +21,16 @@ export const FLY_RATE_LIMITS: RateLimitConfig = {
   getMachine: { ratePerSec: 5, burst: 10 },
 };
 
+/** The simulator's side of Fly's limits: refuse (429) when the bucket is empty. The client paces with the same buckets. */
 export class RateLimiter {
-  private buckets = new Map<string, { tokens: number; at: number; spec: BucketSpec }>();
+  private readonly buckets: TokenBuckets;
 
   constructor(
-    private readonly clock: Clock,
+    clock: Clock,
     public config: RateLimitConfig = FLY_RATE_LIMITS,
-  ) {}
+  ) {
+    this.buckets = new TokenBuckets(() => clock.now());
+  }
 
   private specFor(action: string): BucketSpec {
     return this.config.overrides?.[action] ?? (action === 'get' ? this.config.getMachine : this.config.action);
@@ -39,21 +38,7 @@ export class RateLimiter {
 
   /** Takes one token for (action, scope). False means: answer 429. */
   take(action: string, scope: string): boolean {
-    const key = `${action} ${scope}`;
-    const now = this.clock.now();
-    const spec = this.specFor(action);
-    let b = this.buckets.get(key);
-    if (!b) {
-      b = { tokens: spec.burst, at: now, spec };
-      this.buckets.set(key, b);
-    }
-    b.tokens = Math.min(spec.burst, b.tokens + ((now - b.at) / 1000) * spec.ratePerSec);
-    b.at = now;
-    if (b.tokens >= 1) {
-      b.tokens -= 1;
-      return true;
-    }
-    return false;
+    return this.buckets.tryTake(`${action} ${scope}`, this.specFor(action));
   }
 
   reset(): void {
