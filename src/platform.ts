@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import type { Logger } from 'pino';
 import { selectBackend } from './backends/index.js';
-import { hasAgentNetwork, type Provisioner } from './backends/provisioner.js';
+import { hasAgentNetwork, type Provisioner } from './core/provisioner.js';
 import { joinCluster } from './core/cluster.js';
 import { loadConfig, type Config } from './core/config.js';
 import { platformLogger } from './core/logging.js';

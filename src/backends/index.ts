@@ -4,7 +4,7 @@ import { DockerProvisioner, loadDockerPlatformId } from './docker/index.js';
 import { dockerSocketPath, engineClient, pingEngine } from './docker/engine.js';
 import { FlyProvisioner } from './flyio/index.js';
 import { ProcessProvisioner } from './process/index.js';
-import type { Provisioner } from './provisioner.js';
+import type { Provisioner } from '../core/provisioner.js';
 import { imageFor, RUNTIMES } from '../core/runtimes.js';
 
 /** How long CONTAINER_BACKEND unset waits for a Docker engine before settling for the process backend. */

@@ -1,5 +1,5 @@
 import { AGENT_ENV, AGENT_PORT } from '../agent/contract.js';
-import type { InstanceSpec, Provisioner } from '../backends/provisioner.js';
+import type { InstanceSpec, Provisioner } from './provisioner.js';
 import type { SecretStore } from './ports.js';
 import type { Config } from './config.js';
 import type { Sealer } from './crypto.js';

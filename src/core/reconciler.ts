@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { ProvisionError, type InstanceState, type Provisioner } from '../backends/provisioner.js';
+import { ProvisionError, type InstanceState, type Provisioner } from './provisioner.js';
 import type { SecretStore, WorkspaceStore } from './ports.js';
 import type { Config } from './config.js';
 import type { Sealer } from './crypto.js';

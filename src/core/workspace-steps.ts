@@ -1,4 +1,4 @@
-import { adoptsInstances, keepsWorkspaceState, ProvisionError, type InstanceSpec } from '../backends/provisioner.js';
+import { adoptsInstances, keepsWorkspaceState, ProvisionError, type InstanceSpec } from './provisioner.js';
 import { buildInstanceSpec } from './instance-spec.js';
 import type { ReconcilerDeps, Trigger } from './reconciler.js';
 import { restartDecision } from './restart-policy.js';

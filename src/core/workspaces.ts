@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
-import { reportsHealth, validatesSpecs, type Provisioner } from '../backends/provisioner.js';
+import { reportsHealth, validatesSpecs, type Provisioner } from './provisioner.js';
 import type { Config } from './config.js';
 import type { Sealer } from './crypto.js';
 import { ApiError } from './errors.js';

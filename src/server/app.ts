@@ -11,7 +11,7 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
-import type { Provisioner } from '../backends/provisioner.js';
+import type { Provisioner } from '../core/provisioner.js';
 import type { ClusterView } from '../core/membership.js';
 import type { Config } from '../core/config.js';
 import { ApiError } from '../core/errors.js';

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { InstanceEvent, InstanceSpec, Provisioner } from '../../src/backends/provisioner.js';
+import type { InstanceEvent, InstanceSpec, Provisioner } from '../../src/core/provisioner.js';
 import { waitFor } from '../support/harness.js';
 import { agentHealthy, instanceSpec } from '../support/instance.js';
 

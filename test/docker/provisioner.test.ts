@@ -4,7 +4,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DockerProvisioner, volumeName } from '../../src/backends/docker/index.js';
 import { demuxLines } from '../../src/backends/docker/logs.js';
-import { ProvisionError, type InstanceEvent, type InstanceSpec } from '../../src/backends/provisioner.js';
+import { ProvisionError, type InstanceEvent, type InstanceSpec } from '../../src/core/provisioner.js';
 import type { Tier } from '../../src/core/types.js';
 import { waitFor } from '../support/harness.js';
 import { agentHealthy, instanceSpec } from '../support/instance.js';

@@ -3,7 +3,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import WebSocket from 'ws';
 import { ProcessProvisioner } from '../../src/backends/process/index.js';
-import { ProvisionError, type InstanceSpec } from '../../src/backends/provisioner.js';
+import { ProvisionError, type InstanceSpec } from '../../src/core/provisioner.js';
 import { startPlatform, type Platform } from '../../src/platform.js';
 import { api, FAST_ENV, killRecordedAgents, pidAlive, tempDir, waitFor, waitReady, waitStatus, type Api } from '../support/harness.js';
 import { instanceSpec } from '../support/instance.js';

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ProvisionError } from '../../src/backends/provisioner.js';
+import { ProvisionError } from '../../src/core/provisioner.js';
 import type { FlySim } from '../../tools/fly-sim/index.js';
 import { waitFor } from '../support/harness.js';
 import { simWithProvisioners, spec } from './support.js';

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ProvisionError, type InstanceEvent } from '../../src/backends/provisioner.js';
+import { ProvisionError, type InstanceEvent } from '../../src/core/provisioner.js';
 import type { FlySim } from '../../tools/fly-sim/index.js';
 import { waitFor } from '../support/harness.js';
 import { agentHealthy } from '../support/instance.js';

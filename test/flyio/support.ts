@@ -4,7 +4,7 @@ import pino, { type Logger } from 'pino';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { FlyProvisioner, type FlyProvisionerOptions } from '../../src/backends/flyio/index.js';
 import type { RecordedRequest } from '../../src/backends/flyio/client/index.js';
-import type { InstanceSpec } from '../../src/backends/provisioner.js';
+import type { InstanceSpec } from '../../src/core/provisioner.js';
 import type { Tier } from '../../src/core/types.js';
 import { instanceSpec } from '../support/instance.js';
 import { startFlySim, validateRecordedRequest, type FlySim, type FlySimOptions } from '../../tools/fly-sim/index.js';

@@ -1,4 +1,4 @@
-import type { InstanceSpec } from '../../src/backends/provisioner.js';
+import type { InstanceSpec } from '../../src/core/provisioner.js';
 import { instanceSpec } from '../support/instance.js';
 
 /** The spec the crash-window tests start agents with; `suffix` tells apart the tokens of separate starters. */

@@ -4,7 +4,7 @@ import { agentUrlProblem } from '../../src/core/agent-url.js';
 import { waitFor, waitReady } from '../support/harness.js';
 import type { Logger } from 'pino';
 import { ProcessProvisioner } from '../../src/backends/process/index.js';
-import type { InstanceHandle, InstanceSpec, Provisioner } from '../../src/backends/provisioner.js';
+import type { InstanceHandle, InstanceSpec, Provisioner } from '../../src/core/provisioner.js';
 import { a2aMessage, ADMIN, agentTokens, createReady, securityPlatforms } from './support.js';
 
 const start = securityPlatforms();

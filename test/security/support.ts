@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { Writable } from 'node:stream';
 import { afterAll, afterEach } from 'vitest';
 import type { Logger } from 'pino';
-import type { Provisioner } from '../../src/backends/provisioner.js';
+import type { Provisioner } from '../../src/core/provisioner.js';
 import { platformLogger } from '../../src/core/logging.js';
 import { startPlatform, type Platform } from '../../src/platform.js';
 import { api, FAST_ENV, killRecordedAgents, processEnv, tempDir, waitReady, type Api } from '../support/harness.js';

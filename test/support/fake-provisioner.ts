@@ -6,7 +6,7 @@ import type {
   InstanceStateName,
   OwnedInstance,
   Provisioner,
-} from '../../src/backends/provisioner.js';
+} from '../../src/core/provisioner.js';
 
 interface FakeInstance {
   id: string;

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { AGENT_ENV } from '../../src/agent/contract.js';
-import type { InstanceSpec } from '../../src/backends/provisioner.js';
+import type { InstanceSpec } from '../../src/core/provisioner.js';
 
 /** Values of the agent contract's variables, named by AGENT_ENV's keys (`agentToken`, `region` …). */
 export type AgentEnvValues = { [K in keyof typeof AGENT_ENV]?: string };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { InstanceEvent } from '../../src/backends/provisioner.js';
+import type { InstanceEvent } from '../../src/core/provisioner.js';
 import { InstanceWatch } from '../../src/backends/shared/instance-watch.js';
 import { exitReason } from '../../src/backends/shared/exit-reason.js';
 

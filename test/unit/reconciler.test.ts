@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ProvisionError } from '../../src/backends/provisioner.js';
+import { ProvisionError } from '../../src/core/provisioner.js';
 import { Membership } from '../../src/core/membership.js';
 import type { Workspace } from '../../src/core/types.js';
 import { LeaseRepo, ReplicaRepo } from '../../src/store/cluster-repos.js';

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import { AGENT_PORT } from '../../agent/contract.js';
 import { TIERS, type Tier } from '../../core/types.js';
-import { ProvisionError, type InstanceHandle, type InstanceSpec } from '../provisioner.js';
+import { ProvisionError, type InstanceHandle, type InstanceSpec } from '../../core/provisioner.js';
 import { engineFailure, statusOf } from './engine.js';
 import type { EngineHealth } from './health.js';
 import { LABELS, volumeName } from './labels.js';

@@ -2,7 +2,7 @@ import readline from 'node:readline';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import type { Tier } from '../../core/types.js';
-import type { InstanceState } from '../provisioner.js';
+import type { InstanceState } from '../../core/provisioner.js';
 import type { InstanceWatch } from '../shared/instance-watch.js';
 import type { Containers } from './containers.js';
 import { streamGet } from './engine.js';

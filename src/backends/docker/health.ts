@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
-import { ProvisionError } from '../provisioner.js';
+import { ProvisionError } from '../../core/provisioner.js';
 import { engineFailure, pingEngine } from './engine.js';
 
 interface EngineFacts {

@@ -13,7 +13,7 @@ import {
   type AdoptsInstances,
   type HasAgentNetwork,
   type ReportsHealth,
-} from '../provisioner.js';
+} from '../../core/provisioner.js';
 import { LocalProvisioner } from '../shared/local-provisioner.js';
 import { Containers } from './containers.js';
 import { ContainerDeaths } from './deaths.js';

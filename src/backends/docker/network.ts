@@ -1,6 +1,6 @@
 import os from 'node:os';
 import type Docker from 'dockerode';
-import { ProvisionError, type AgentNetwork } from '../provisioner.js';
+import { ProvisionError, type AgentNetwork } from '../../core/provisioner.js';
 import type { EngineHealth } from './health.js';
 
 /**

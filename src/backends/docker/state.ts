@@ -1,7 +1,7 @@
 import type Docker from 'dockerode';
 import { AGENT_PORT } from '../../agent/contract.js';
 import type { Tier } from '../../core/types.js';
-import type { InstanceState } from '../provisioner.js';
+import type { InstanceState } from '../../core/provisioner.js';
 import { exitReason } from '../shared/exit-reason.js';
 import { LABELS } from './labels.js';
 

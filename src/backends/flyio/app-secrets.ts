@@ -1,4 +1,4 @@
-import type { InstanceSpec } from '../provisioner.js';
+import type { InstanceSpec } from '../../core/provisioner.js';
 import type { FlyContext } from './context.js';
 import { toProvisionError } from './provision-errors.js';
 import { ownedSecretWorkspaceTag, splitSecretEnv, workspaceSecretPrefix, workspaceTag } from './secrets.js';

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { ConfigError, type Config } from '../../core/config.js';
 import { TIERS, type Tier } from '../../core/types.js';
-import type { InstanceEvent, InstanceHandle, InstanceSpec, InstanceState, LogOptions, OwnedInstance, Provisioner, AdoptsInstances, KeepsWorkspaceState, ValidatesSpecs } from '../provisioner.js';
+import type { InstanceEvent, InstanceHandle, InstanceSpec, InstanceState, LogOptions, OwnedInstance, Provisioner, AdoptsInstances, KeepsWorkspaceState, ValidatesSpecs } from '../../core/provisioner.js';
 import { AppSecrets } from './app-secrets.js';
 import { DEFAULT_API_BASE, FlyClient, type FlyMachine, type FlyMachineConfig } from './client/index.js';
 import { timingsFrom, type FlyContext, type FlyProvisionerOptions } from './context.js';

@@ -1,4 +1,4 @@
-import type { InstanceState, LogOptions, OwnedInstance } from '../provisioner.js';
+import type { InstanceState, LogOptions, OwnedInstance } from '../../core/provisioner.js';
 import { FlyApiError, type FlyMachine } from './client/index.js';
 import type { FlyContext } from './context.js';
 import { describeNotRunning, lastExit, mapState, META } from './machines.js';

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ProvisionError, type InstanceHandle, type InstanceSpec } from '../provisioner.js';
+import { ProvisionError, type InstanceHandle, type InstanceSpec } from '../../core/provisioner.js';
 import type { AppSecrets } from './app-secrets.js';
 import { FlyApiError, type FlyLease, type FlyMachine, type FlyMachineConfig } from './client/index.js';
 import type { FlyContext } from './context.js';

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import type { InstanceHandle, InstanceSpec } from '../provisioner.js';
+import type { InstanceHandle, InstanceSpec } from '../../core/provisioner.js';
 import type { FlyMachine, FlyMachineConfig } from './client/index.js';
 import type { AgentReach } from './context.js';
 import { guestForTier } from './limits.js';

@@ -1,5 +1,5 @@
 import { instanceName, loadPlatformId as loadSharedPlatformId } from '../naming.js';
-import type { InstanceStateName } from '../provisioner.js';
+import type { InstanceStateName } from '../../core/provisioner.js';
 import type { FlyMachine, FlyMachineConfig, FlyMachineEvent } from './client/index.js';
 import { AGENT_PORT } from '../../agent/contract.js';
 

@@ -1,4 +1,4 @@
-import { ProvisionError } from '../provisioner.js';
+import { ProvisionError } from '../../core/provisioner.js';
 import { FlyApiError, type FlyMachine } from './client/index.js';
 import { describeNotRunning, failureText, looksLikeImageProblem } from './machines.js';
 

@@ -1,4 +1,4 @@
-import type { InstanceState } from '../provisioner.js';
+import type { InstanceState } from '../../core/provisioner.js';
 import { InstanceWatch, type Incarnation } from '../shared/instance-watch.js';
 import { FlyApiError, type FlyMachine } from './client/index.js';
 import type { FlyContext } from './context.js';

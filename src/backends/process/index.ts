@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
-import { ProvisionError, type InstanceHandle, type InstanceSpec, type InstanceState, type LogOptions, type OwnedInstance, type Provisioner, type AdoptsInstances } from '../provisioner.js';
+import { ProvisionError, type InstanceHandle, type InstanceSpec, type InstanceState, type LogOptions, type OwnedInstance, type Provisioner, type AdoptsInstances } from '../../core/provisioner.js';
 import { exitReason } from '../shared/exit-reason.js';
 import { LocalProvisioner } from '../shared/local-provisioner.js';
 import { AgentFinder, KILL_WAIT_MS, signalGroup } from './agents.js';

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import type { Logger } from 'pino';
 import { agentCommand } from '../../agent/launch.js';
 import { TIERS } from '../../core/types.js';
-import { ProvisionError, type InstanceSpec } from '../provisioner.js';
+import { ProvisionError, type InstanceSpec } from '../../core/provisioner.js';
 import { OWNER_ENV } from './agents.js';
 import { createCgroups, type CgroupSupport } from './cgroups.js';
 

@@ -1,4 +1,4 @@
-import type { InstanceEvent, InstanceState } from '../provisioner.js';
+import type { InstanceEvent, InstanceState } from '../../core/provisioner.js';
 
 /**
  * One life of an instance: a container id, a pid, or a token `arm` makes up. An instance id outlives its

@@ -1,4 +1,4 @@
-import type { InstanceEvent, InstanceHandle, InstanceSpec } from '../provisioner.js';
+import type { InstanceEvent, InstanceHandle, InstanceSpec } from '../../core/provisioner.js';
 import { InstanceWatch } from './instance-watch.js';
 
 /**

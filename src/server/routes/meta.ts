@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AppDeps } from '../app.js';
-import { validatesSpecs } from '../../backends/provisioner.js';
+import { validatesSpecs } from '../../core/provisioner.js';
 import { RUNTIMES } from '../../core/runtimes.js';
 import { ACTIONS } from '../../core/status.js';
 import { TIERS, WORKSPACE_STATUSES, type Tier } from '../../core/types.js';

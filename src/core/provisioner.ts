@@ -1,4 +1,4 @@
-import type { Tier } from '../core/types.js';
+import type { Tier } from './types.js';
 
 /** Everything a backend needs to start one instance of a workspace. Env is complete: contract vars, secrets, user env. */
 export interface InstanceSpec {
