@@ -7,9 +7,9 @@ import { loadConfig, type Config } from './core/config.js';
 import { platformLogger } from './core/logging.js';
 import { EventBus } from './core/events.js';
 import { Membership } from './core/membership.js';
-import { Reconciler } from './core/reconciler.js';
-import { SecretService } from './core/secrets.js';
-import { WorkspaceService } from './core/workspaces.js';
+import { createLifecycle } from './core/lifecycle.js';
+import type { Reconciler } from './core/reconciler.js';
+import type { WorkspaceService } from './core/workspaces.js';
 import { listenForAgents, type AgentListener } from './server/agent-listener.js';
 import { buildApp, type App } from './server/app.js';
 import { createMetrics } from './server/metrics.js';
@@ -46,7 +46,8 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
     await store.close();
     throw e;
   });
-  const { workspaces, tokens, secrets, events, transact } = storesOf(store.db);
+  const stores = storesOf(store.db);
+  const { workspaces, events } = stores;
   const bus = store.kind === 'postgres' ? new EventBus(events, new PgEventFeed(store.db, store.databaseUrl!, logger)) : new EventBus(events);
   await bus.start().catch(async (e) => {
     await store.close();
@@ -86,17 +87,13 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
     logger.info({ url: l.url, subnets: net.subnets }, `agents of the ${provisioner.name} backend reach the platform at ${l.url} (agent-facing routes only)`);
     return l;
   };
-  const svc = new WorkspaceService({ config, transact, workspaces, tokens, secrets, bus, provisioner, sealer, logger });
-  const secretService = new SecretService({ secrets, workspaces, sealer, bus, liveWorkspace: (id) => svc.get(id) });
-  const reconciler = new Reconciler({
+  const { svc, secretService, reconciler } = createLifecycle({
     config,
-    workspaces,
-    secrets,
+    stores,
     bus,
     provisioner,
     sealer,
     logger,
-    svc,
     platformUrl: agentPlatformUrl,
     mayAct: () => membership.isLeader(),
   });

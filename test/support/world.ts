@@ -2,10 +2,9 @@ import pino from 'pino';
 import { loadConfig, type Config } from '../../src/core/config.js';
 import { Sealer } from '../../src/core/crypto.js';
 import { EventBus, type EventFeed } from '../../src/core/events.js';
-import { Reconciler } from '../../src/core/reconciler.js';
-import { WorkspaceService } from '../../src/core/workspaces.js';
+import { createLifecycle } from '../../src/core/lifecycle.js';
 import { openStore, type Store } from '../../src/store/db.js';
-import { EventRepo, SecretRepo, storesOf, TokenRepo, WorkspaceRepo } from '../../src/store/repositories.js';
+import { EventRepo, storesOf } from '../../src/store/repositories.js';
 import { FakeProvisioner } from './fake-provisioner.js';
 
 export const silentLogger = pino({ level: 'silent' });
@@ -41,23 +40,18 @@ export async function world(timing: Partial<Config['timing']> = {}, store?: Stor
   });
   const logger = silentLogger;
   const sealer = Sealer.load('/nonexistent', KEY);
-  const workspaces = new WorkspaceRepo(s.db);
-  const secrets = new SecretRepo(s.db);
-  const events = new EventRepo(s.db);
-  const bus = new EventBus(events, opts.feed?.(events));
+  const stores = storesOf(s.db);
+  const bus = new EventBus(stores.events, opts.feed?.(stores.events));
   const provisioner = new FakeProvisioner();
-  const svc = new WorkspaceService({ config, transact: storesOf(s.db).transact, workspaces, tokens: new TokenRepo(s.db), secrets, bus, provisioner, sealer, logger });
   const probe = { ok: false, calls: 0 };
   let leader = true;
-  const reconciler = new Reconciler({
+  const { svc, secretService, reconciler } = createLifecycle({
     config,
-    workspaces,
-    secrets,
+    stores,
     bus,
     provisioner,
     sealer,
     logger,
-    svc,
     platformUrl: () => 'http://platform.invalid',
     mayAct: () => leader,
     probe: async () => (probe.calls++, probe.ok),
@@ -77,7 +71,7 @@ export async function world(timing: Partial<Config['timing']> = {}, store?: Stor
   };
   const statuses = async (id: string) =>
     (await bus.history({ workspaceId: id })).filter((e) => e.type === 'workspace.status').map((e) => `${e.data.to}`);
-  return { store: s, config, sealer, svc, reconciler, provisioner, bus, probe, get, create, register, statuses, setLeader: (v: boolean) => (leader = v) };
+  return { store: s, config, sealer, svc, secretService, reconciler, provisioner, bus, probe, get, create, register, statuses, setLeader: (v: boolean) => (leader = v) };
 }
 
 /** Launched and registered: `ready`. */

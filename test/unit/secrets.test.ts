@@ -1,15 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { SecretService } from '../../src/core/secrets.js';
-import { SecretRepo, WorkspaceRepo } from '../../src/store/repositories.js';
 import { closeWorlds, ready, world } from '../support/world.js';
 
 afterEach(closeWorlds);
 
 async function secretsWorld() {
   const w = await world();
-  const { svc, bus, store, sealer } = w;
-  const secrets = new SecretService({ secrets: new SecretRepo(store.db), workspaces: new WorkspaceRepo(store.db), sealer, bus, liveWorkspace: (id) => svc.get(id) });
-  return { ...w, secrets };
+  return { ...w, secrets: w.secretService };
 }
 
 describe('secret service', () => {
