@@ -34,11 +34,11 @@ function resolveImage(e: EngineState, m: MachineRecord): { kind: 'run'; cmd: Boo
   };
 }
 
-function machineEnv(m: MachineRecord, cmd: BootCommand, hostPort: number, secretEnv: Record<string, string>): Record<string, string> {
+function machineEnv(m: MachineRecord, cmd: BootCommand, hostPort: number, secretEnv: Record<string, string>, home: string): Record<string, string> {
   const ref = parseImageRef(m.config.image);
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
-    HOME: process.env.HOME ?? '/root',
+    HOME: home,
     ...(cmd.env ?? {}),
     ...(m.config.env ?? {}),
     ...secretEnv,
@@ -95,7 +95,7 @@ export async function boot(e: EngineState, m: MachineRecord, source: MachineEven
   }
   const hostPort = await freePort();
   if (m.epoch !== epoch || e.closed) return;
-  const env = machineEnv(m, resolved.cmd, hostPort, secrets.env);
+  const env = machineEnv(m, resolved.cmd, hostPort, secrets.env, e.diskOf(m));
   const proc = new MachineProcess(resolved.cmd, env, e.clock, (stream, line) => e.log(m, stream, line));
   m.proc = proc;
   m.hostPort = hostPort;

@@ -178,6 +178,7 @@ function startDestroy(e: EngineState, m: MachineRecord, source: MachineEvent['so
     if (e.timing.slowDestroyMs > 0) await clockSleep(e.clock, e.timing.slowDestroyMs);
     if (m.epoch !== epoch) return;
     m.destroyedAt = e.clock.now();
+    e.dropDisk(m);
     e.transition(m, 'destroyed', 'destroy', 'flyd');
     e.after(e.timing.destroyedVisibleMs, () => {
       if (e.machines.get(m.id) === m && m.state === 'destroyed') {

@@ -2,6 +2,9 @@
  * What every engine module works on: options, clock, timers, the app and machine tables, and the state
  * transition that all of them go through (it feeds events, logs, listeners and waits in one place).
  */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { FaultRegistry, type FaultSpec } from '../faults.js';
 import { FLY_RATE_LIMITS, RateLimiter } from '../ratelimit.js';
 import type { LogStream } from '../runner.js';
@@ -28,6 +31,8 @@ export class EngineState {
   readonly graveyard = new Map<string, MachineRecord>();
   readonly timers = new Set<TimerHandle>();
   closed = false;
+  /** Each machine's disk (its HOME): kept across restarts, gone with the machine, as a Fly rootfs is. */
+  private disks: string | undefined;
 
   constructor(readonly opts: EngineOptions = {}) {
     this.clock = opts.clock ?? realClock;
@@ -156,6 +161,18 @@ export class EngineState {
     return [...this.machines.values()].map((m) => (m.proc?.alive ? m.proc.pid : undefined)).filter((p): p is number => p !== undefined);
   }
 
+  /** The machine's disk directory, made on first use. */
+  diskOf(m: MachineRecord): string {
+    this.disks ??= fs.mkdtempSync(path.join(os.tmpdir(), 'fly-sim-disks-'));
+    const dir = path.join(this.disks, m.id);
+    fs.mkdirSync(dir, { recursive: true });
+    return dir;
+  }
+
+  dropDisk(m: MachineRecord): void {
+    if (this.disks) fs.rmSync(path.join(this.disks, m.id), { recursive: true, force: true });
+  }
+
   /** Kills every child (by pid, SIGKILL to its process group), answers pending waits 503, clears timers. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -169,5 +186,6 @@ export class EngineState {
       if (m.proc?.alive) exits.push(m.proc.kill());
     }
     await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, 5000).unref())]);
+    if (this.disks) fs.rmSync(this.disks, { recursive: true, force: true });
   }
 }
