@@ -1,4 +1,5 @@
 import { createServer } from 'node:net';
+import path from 'node:path';
 import { hostname } from 'node:os';
 import { DefaultExecutionEventBusManager, DefaultRequestHandler } from '@a2a-js/sdk/server';
 import type { Logger } from 'pino';
@@ -11,7 +12,7 @@ import { PlatformClient, type PlatformState } from './platform-client.js';
 import { createProvider, systemPrompt } from './providers/index.js';
 import type { ChatProvider } from './providers/types.js';
 import { buildServer } from './server.js';
-import { BoundedTaskStore } from './task-store.js';
+import { BoundedTaskStore, TASKS_FILE } from './task-store.js';
 import { Inflight, TurnTracker } from './turns.js';
 import { Workspace } from './workspace.js';
 
@@ -66,7 +67,8 @@ export async function startAgent(config: AgentConfig, options: StartOptions = {}
 
   // Both handlers share the task store and the event buses, so a task streamed by one can be read or canceled
   // through the other; they differ only in how their executor answers.
-  const taskStore = new BoundedTaskStore();
+  // With a state directory, tasks are kept in a file there and survive restarts (README, "The agent runtime").
+  const taskStore = await openTaskStore(config.stateDir, logger);
   const busManager = new DefaultExecutionEventBusManager();
   const executorDeps = { provider, turns, conversations, systemPrompt: () => systemPrompt(workspace), logger };
   const sendHandler = new DefaultRequestHandler(card.card, taskStore, new WorkspaceExecutor('message', executorDeps), busManager);
@@ -128,6 +130,7 @@ export async function startAgent(config: AgentConfig, options: StartOptions = {}
       model: provider.model,
       platform_url: config.platform?.url ?? null,
       heartbeat_interval_s: config.heartbeatIntervalS,
+      state_dir: config.stateDir ?? null,
     },
     'agent listening',
   );
@@ -149,6 +152,9 @@ export async function startAgent(config: AgentConfig, options: StartOptions = {}
       // Anything left (a caller that stopped reading, an idle keep-alive socket) must not keep us alive.
       app.server.closeAllConnections();
       await serverClosed;
+      await taskStore.persist().catch((err: unknown) =>
+        logger.error({ err: err instanceof Error ? err.message : String(err) }, 'could not write the task file'),
+      );
       logger.info({ turns: turns.totals }, 'agent stopped');
     })();
     return closing;
@@ -164,6 +170,23 @@ export async function startAgent(config: AgentConfig, options: StartOptions = {}
     turns,
     close,
   };
+}
+
+/** The file-backed store in the state directory; an unusable directory costs persistence, not the agent's start. */
+async function openTaskStore(stateDir: string | undefined, logger: Logger): Promise<BoundedTaskStore> {
+  if (!stateDir) return new BoundedTaskStore();
+  const file = path.join(stateDir, TASKS_FILE);
+  try {
+    return await BoundedTaskStore.open(file, undefined, (msg, detail) =>
+      detail.err ? logger.warn(detail, msg) : logger.info(detail, msg),
+    );
+  } catch (err) {
+    logger.warn(
+      { file, err: err instanceof Error ? err.message : String(err) },
+      'cannot keep tasks in the state directory; tasks will not survive a restart',
+    );
+    return new BoundedTaskStore();
+  }
 }
 
 /** True if `p` settled within `ms`; the timer is cleared so it never holds the process open. */

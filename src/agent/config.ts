@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { AGENT_ENV, AGENT_PORT } from './contract.js';
 import type { WorkspaceIdentity } from './workspace.js';
 
@@ -33,6 +36,12 @@ export interface AgentConfig {
   /** null = no model: the built-in responder answers. */
   model: ModelConfig | null;
   logLevel: string;
+  /**
+   * Where state that must survive a restart is kept (the A2A task store). Unset (tests, embedding) = in memory only.
+   * loadConfig always sets it: MOLECULE_STATE_DIR, else /workspace/.molecule (the Docker volume) when /workspace
+   * is writable, else ~/.molecule-agent/<workspace id> when HOME is writable, else <tmpdir>/molecule-agent/<id>.
+   */
+  stateDir?: string;
   /** Non-fatal problems found while reading the environment, logged once at startup. */
   warnings: string[];
 }
@@ -120,8 +129,31 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     privateIp: read(env, 'FLY_PRIVATE_IP'),
     model: modelFromEnv(env, warnings),
     logLevel: read(env, 'LOG_LEVEL') ?? 'info',
+    stateDir: stateDirFromEnv(env, id),
     warnings,
   };
+}
+
+/** The Docker backend mounts the workspace's named volume here; other backends may have it too. */
+export const WORKSPACE_VOLUME = '/workspace';
+
+function writableDir(dir: string): boolean {
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+    return fs.statSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+export function stateDirFromEnv(env: Env, workspaceId: string, volume: string = WORKSPACE_VOLUME): string {
+  const explicit = read(env, AGENT_ENV.stateDir);
+  if (explicit) return path.resolve(explicit);
+  if (writableDir(volume)) return path.join(volume, '.molecule');
+  const safeId = workspaceId.replace(/[^A-Za-z0-9._-]/g, '_');
+  const home = read(env, 'HOME') ?? os.homedir();
+  if (writableDir(home)) return path.join(home, '.molecule-agent', safeId);
+  return path.join(os.tmpdir(), 'molecule-agent', safeId);
 }
 
 function modelFromEnv(env: Env, warnings: string[]): ModelConfig | null {

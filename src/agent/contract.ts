@@ -19,6 +19,8 @@ export const AGENT_ENV = {
   port: 'PORT',
   region: 'MOLECULE_REGION',
   heartbeatIntervalS: 'HEARTBEAT_INTERVAL_S',
+  /** Directory that survives restarts of this workspace's agent (its A2A task store lives there). Optional. */
+  stateDir: 'MOLECULE_STATE_DIR',
 } as const;
 
 export type Tier = 1 | 2 | 3 | 4;

@@ -10,7 +10,12 @@ import type { TurnTracker } from './turns.js';
  * How a turn is answered. The SDK hands the executor the same RequestContext for message/send and
  * message/stream, so the server runs two request handlers, one per mode, and routes by JSON-RPC method:
  * - `message`: one agent Message (message/send's `.result.parts[0].text` is the reply, as the seed expects);
- * - `stream`: a Task (working), artifact chunks as the answer is produced, then a final status update.
+ * - `stream`: a Task (working), artifact chunks as the answer is produced, then a final status update whose
+ *   message is the whole reply. Also serves non-blocking sends and sends that continue a task (rpc.ts).
+ *
+ * A task turn ends in `input-required` instead of `completed` when the reply asks the caller something, by one
+ * rule for every provider: its last non-blank character is a question mark (asksForInput). The caller answers
+ * with a message carrying the task's id, which runs the next turn of the same task and context.
  */
 export type ExecutorMode = 'message' | 'stream';
 
@@ -54,6 +59,11 @@ export function userText(message: Message): string {
     })
     .filter((t) => t !== '')
     .join('\n');
+}
+
+/** The input-required rule: the reply ends with a question (trailing quotes, brackets and emphasis ignored). */
+export function asksForInput(reply: string): boolean {
+  return /\?[\s"'”’)*_\]]*$/.test(reply);
 }
 
 /** What the caller sees when the model call fails: the provider's own (already redacted) words. */
@@ -177,11 +187,12 @@ export class WorkspaceExecutor implements AgentExecutor {
       if (chunks === 0) publishChunk(answer, true);
       else publishChunk('', true);
       this.deps.conversations.record(contextId, question, answer);
+      const state = asksForInput(answer) ? TaskState.TASK_STATE_INPUT_REQUIRED : TaskState.TASK_STATE_COMPLETED;
       bus.publish(
         AgentEvent.statusUpdate({
           taskId,
           contextId,
-          status: { state: TaskState.TASK_STATE_COMPLETED, message: undefined, timestamp: now() },
+          status: { state, message: agentMessage(answer, contextId, taskId), timestamp: now() },
           metadata: undefined,
         }),
       );

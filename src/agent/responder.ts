@@ -29,6 +29,10 @@ const TOPICS: Array<[Topic, RegExp]> = [
 
 const INTRO = /\bwho are (?:you|u)\b|\bwhat are you\b|\bwhat can you do\b|\babout yourself\b|\bintroduce\b|\bhelp\b|\bcapabilit|^\s*(?:hi|hello|hey|yo|hallo|good (?:morning|afternoon|evening))\b/i;
 
+/** A request for facts that names none: the responder asks which one (a question, so a task turn is input-required). */
+const FACT_REQUEST = /\bfacts?\b/i;
+export const WHICH_FACT_QUESTION = 'Which fact would you like to know: my name, id, role, region, tier, runtime or uptime?';
+
 export function detectTopics(text: string): Topic[] {
   return TOPICS.filter(([, re]) => re.test(text)).map(([topic]) => topic);
 }
@@ -69,6 +73,7 @@ function introduction(s: WorkspaceSnapshot): string {
 export function builtinAnswer(question: string, s: WorkspaceSnapshot): string {
   const topics = detectTopics(question);
   if (topics.length > 0) return topics.map((t) => sentence(t, s)).join(' ');
+  if (FACT_REQUEST.test(question)) return WHICH_FACT_QUESTION;
   if (INTRO.test(question)) return introduction(s);
   return NO_MODEL_HINT;
 }

@@ -23,9 +23,12 @@ import type { Inflight } from './turns.js';
 export interface RpcDeps {
   agentToken: string;
   card: AgentCardStore;
-  /** Handler whose executor answers with a single Message (message/send, SendMessage, task reads, cancel). */
+  /** Handler whose executor answers with a single Message (blocking message/send and SendMessage, task reads, cancel). */
   sendHandler: DefaultRequestHandler;
-  /** Handler whose executor answers with a Task, artifact chunks and a final status (the streaming methods). */
+  /**
+   * Handler whose executor answers with a Task, artifact chunks and a final status: the streaming methods, and
+   * sends that are non-blocking or continue a task (see taskSend).
+   */
   streamHandler: DefaultRequestHandler;
   logger: Logger;
   inflight: Inflight;
@@ -82,9 +85,25 @@ export function normalizeSendParams(body: Record<string, unknown>, legacy: boole
         else if ('data' in part) part.kind = 'data';
       }
     }
+    // The SDK reads a v0.3 configuration without `blocking` as non-blocking; v0.3 clients (and v1) expect blocking.
+    if (isObject(params.configuration) && params.configuration.blocking === undefined) params.configuration.blocking = true;
   } else if (typeof message.role === 'string' && V1_ROLES[message.role]) {
     message.role = V1_ROLES[message.role];
   }
+}
+
+/**
+ * A send that must be answered with a Task rather than a Message: non-blocking (v0.3 `configuration.blocking:
+ * false`, v1 `configuration.returnImmediately: true`), or continuing a task (`message.taskId`). A plain blocking
+ * send stays a Message, because the seed walkthrough reads `.result.parts[0].text`.
+ */
+export function taskSend(body: Record<string, unknown>, legacy: boolean): boolean {
+  const params = body.params;
+  if (!isObject(params)) return false;
+  if (isObject(params.message) && typeof params.message.taskId === 'string' && params.message.taskId !== '') return true;
+  const config = params.configuration;
+  if (!isObject(config)) return false;
+  return legacy ? config.blocking === false : config.returnImmediately === true;
 }
 
 export function registerRpcRoute(app: FastifyInstance, deps: RpcDeps): void {
@@ -150,7 +169,8 @@ export function registerRpcRoute(app: FastifyInstance, deps: RpcDeps): void {
         requestedVersion: version,
         extensions: undefined,
       });
-      const mode = method && STREAM_METHODS.has(method) ? 'stream' : 'send';
+      const streaming = method !== undefined && STREAM_METHODS.has(method);
+      const mode = streaming || (method && SEND_METHODS.has(method) && taskSend(body, legacy)) ? 'stream' : 'send';
       const transport = legacy ? transports[mode].legacy : transports[mode].v1;
       const out = await transport.handle(body, context);
 

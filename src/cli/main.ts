@@ -192,12 +192,17 @@ function program(): Command {
       const rpc = { jsonrpc: '2.0', id: randomUUID(), method: o.stream ? 'message/stream' : 'message/send', params: { message } };
       if (!o.stream) {
         const answer = await api.json('POST', `/workspaces/${id}/a2a`, rpc);
-        if (json) return console.log(JSON.stringify(answer, null, 2));
+        if (json) {
+          // JSON-RPC errors come with HTTP 200: the exit status follows the body's error, not the HTTP status.
+          if (answer?.error) process.exitCode = 1;
+          return console.log(JSON.stringify(answer, null, 2));
+        }
         return writeReply(answer);
       }
       let printed = false;
       for await (const ev of api.sse('POST', `/workspaces/${id}/a2a`, rpc)) {
         if (json) {
+          if (ev.data?.error) process.exitCode = 1;
           console.log(JSON.stringify(ev.data));
           continue;
         }
@@ -297,8 +302,18 @@ function textOf(parts: unknown): string {
   return Array.isArray(parts) ? parts.map((p) => (p && typeof p.text === 'string' ? p.text : '')).join('') : '';
 }
 
+/**
+ * A JSON-RPC error answer (the platform sends them all with HTTP 200): the platform's own errors name their reason
+ * in error.data.code (workspace_not_ready, a2a_forbidden, …); the agent's carry only the JSON-RPC code.
+ */
+function rpcFailure(error: any): ApiCallError {
+  const reason = typeof error?.data?.code === 'string' ? error.data.code : `a2a_${error?.code}`;
+  const platform = typeof error?.code === 'number' && error.code <= -32030 && error.code >= -32039;
+  return new ApiCallError(0, reason, `${platform ? 'the platform' : 'the agent'} answered an error: ${error?.message} (${reason})`);
+}
+
 function writeReply(answer: any): void {
-  if (answer?.error) throw new ApiCallError(0, `a2a_${answer.error.code}`, `the agent answered an error: ${answer.error.message}`);
+  if (answer?.error) throw rpcFailure(answer.error);
   const r = answer?.result;
   const text = r?.kind === 'task' ? textOf(r.artifacts?.flatMap((a: any) => a.parts)) || textOf(r.status?.message?.parts) : textOf(r?.parts);
   console.log(text);
@@ -306,7 +321,7 @@ function writeReply(answer: any): void {
 
 /** Prints one streamed A2A event's text; true when it printed something. */
 function writeStreamEvent(frame: any): boolean {
-  if (frame?.error) throw new ApiCallError(0, `a2a_${frame.error.code}`, `the agent answered an error: ${frame.error.message}`);
+  if (frame?.error) throw rpcFailure(frame.error);
   const r = frame?.result;
   if (!r) return false;
   if (r.kind === 'message' || (r.parts && !r.kind)) {

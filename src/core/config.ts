@@ -10,6 +10,8 @@ export interface Config {
   host: string;
   /** Explicit PLATFORM_URL, or null to derive it per backend from the listen address. */
   platformUrl: string | null;
+  /** MOLECULE_PUBLIC_URL: the external base published in agent cards and the catalog; null = the request's origin. */
+  publicUrl: string | null;
   dataDir: string;
   databaseUrl: string | undefined;
   backend: 'process' | 'docker' | 'flyio' | 'auto';
@@ -101,6 +103,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: int(env, 'PORT', 8080),
     host,
     platformUrl: env.PLATFORM_URL || null,
+    publicUrl: publicUrl(env),
     dataDir,
     databaseUrl,
     backend: backend as Config['backend'],
@@ -181,6 +184,20 @@ export function isLoopback(host: string): boolean {
 }
 
 /** Comma-separated absolute http(s) URLs, normalised to their origin plus path without a trailing slash. */
+function publicUrl(env: NodeJS.ProcessEnv): string | null {
+  const raw = env.MOLECULE_PUBLIC_URL?.trim();
+  if (!raw) return null;
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new ConfigError(`MOLECULE_PUBLIC_URL: "${raw}" is not an absolute URL (e.g. https://molecule.example.com)`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError('MOLECULE_PUBLIC_URL must be an http(s) URL');
+  if (u.search || u.hash) throw new ConfigError('MOLECULE_PUBLIC_URL must not have a query or fragment');
+  return `${u.origin}${u.pathname.replace(/\/+$/, '')}`;
+}
+
 function urlList(env: NodeJS.ProcessEnv, name: string): string[] {
   const raw = env[name]?.trim();
   if (!raw) return [];

@@ -316,7 +316,7 @@ export class WorkspaceService {
     if (caller.id === targetId) return true;
     const target = await this.d.workspaces.get(targetId);
     if (!target) return false;
-    return target.id === caller.parentId || target.parentId === caller.id || target.parentId === caller.parentId;
+    return inFamily(caller, target);
   }
 
   /** How the proxy reaches a routable workspace's agent; 503 with the status while it is not routable. */
@@ -391,4 +391,9 @@ export class WorkspaceService {
   close(): void {
     this.unsubscribe();
   }
+}
+
+/** The A2A access rule for a workspace-token caller: itself, its parent, its children and its siblings. */
+export function inFamily(caller: Pick<Workspace, 'id' | 'parentId'>, target: Pick<Workspace, 'id' | 'parentId'>): boolean {
+  return target.id === caller.id || target.id === caller.parentId || target.parentId === caller.id || target.parentId === caller.parentId;
 }

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import net from 'node:net';
-import { A2A_PATH } from './security.js';
+import { workspaceTokenRoute } from './security.js';
 import type { Logger } from 'pino';
 import type { App } from './app.js';
 
@@ -8,12 +8,11 @@ import type { App } from './app.js';
  * What the agent listener serves: the calls an agent makes on the platform. Registry calls authenticate with the
  * workspace token; the A2A proxy is served only to a caller presenting a bearer token, so that it is identified
  * (a workspace token may reach its parent, children and siblings; anything else is refused by the API itself).
- * Nothing else of the API is reachable there, whatever the admin-token setting.
+ * A2A discovery (agent cards, GET /agents) is served the same way. Nothing else of the API is reachable there, whatever the admin-token setting.
  */
 export function servedToAgents(method: string | undefined, path: string, authorization: string | undefined): boolean {
-  if (method !== 'POST') return false;
-  if (path === '/registry/register' || path === '/registry/heartbeat') return true;
-  return A2A_PATH.test(path) && /^Bearer\s+\S+/i.test(authorization ?? '');
+  if (method === 'POST' && (path === '/registry/register' || path === '/registry/heartbeat')) return true;
+  return workspaceTokenRoute(method ?? '', path) && /^Bearer\s+\S+/i.test(authorization ?? '');
 }
 
 export interface AgentListener {
@@ -40,7 +39,7 @@ export async function listenForAgents(app: App, opts: { host: string; port: numb
       return refuse(res, 403, 'forbidden', `this listener serves agents on ${opts.subnets.join(', ')} only`);
     }
     if (!servedToAgents(req.method, path, req.headers.authorization)) {
-      return refuse(res, 404, 'route_not_found', "only the agent-facing routes are served here (POST /registry/register, POST /registry/heartbeat, and POST /workspaces/:id/a2a with a workspace token); use the platform's main address for the API");
+      return refuse(res, 404, 'route_not_found', "only the agent-facing routes are served here (POST /registry/register, POST /registry/heartbeat, and with a workspace token POST /workspaces/:id/a2a and A2A discovery); use the platform's main address for the API");
     }
     app.routing(req, res);
   });

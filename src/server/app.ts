@@ -22,6 +22,7 @@ import type { Store } from '../store/db.js';
 import type { WorkspaceStore } from '../core/ports.js';
 import type { Metrics } from './metrics.js';
 import { a2aRoutes } from './routes/a2a.js';
+import { cardRoutes } from './routes/cards.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { metaRoutes } from './routes/meta.js';
@@ -114,6 +115,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(registryRoutes(deps));
   await app.register(eventRoutes(deps));
   await app.register(a2aRoutes(deps));
+  await app.register(cardRoutes(deps));
   await app.register(metaRoutes(deps));
   await app.register(uiRoutes);
   return app;

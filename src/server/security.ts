@@ -31,6 +31,13 @@ const OPEN_PATHS = new Set(['/healthz']);
 const AGENT_PATHS = new Set(['/registry/register', '/registry/heartbeat']);
 /** The A2A proxy: the one admin-API route a workspace token may call. */
 export const A2A_PATH = /^\/workspaces\/[^/]+\/a2a$/;
+/** A2A discovery (agent cards and the catalog): GETs a workspace token may make too, within its family. */
+export const DISCOVERY_PATH = /^(\/agents|\/workspaces\/[^/]+\/(a2a\/)?\.well-known\/agent-card\.json|\/workspaces\/[^/]+\/agent-card)$/;
+
+/** What a workspace token may call besides the registry: the A2A proxy, and discovery. */
+export function workspaceTokenRoute(method: string, path: string): boolean {
+  return (method === 'POST' && A2A_PATH.test(path)) || ((method === 'GET' || method === 'HEAD') && DISCOVERY_PATH.test(path));
+}
 
 export interface SecurityDeps {
   config: Config;
@@ -111,8 +118,8 @@ export async function installSecurity(app: FastifyInstance<any, any, any, any, a
     const c = req.caller;
     if (c.kind === 'invalid') throw new ApiError(401, 'invalid_token', 'the bearer token is not valid (wrong, revoked, or for another platform)');
     if (c.kind === 'anonymous') throw new ApiError(401, 'unauthorized', 'this API needs Authorization: Bearer <MOLECULE_ADMIN_TOKEN>');
-    if (c.kind === 'workspace' && !(req.method === 'POST' && A2A_PATH.test(path))) {
-      throw new ApiError(403, 'forbidden', 'a workspace token is accepted only by the registry and by POST /workspaces/:id/a2a');
+    if (c.kind === 'workspace' && !workspaceTokenRoute(req.method, path)) {
+      throw new ApiError(403, 'forbidden', 'a workspace token is accepted only by the registry, POST /workspaces/:id/a2a, and A2A discovery (agent cards, GET /agents)');
     }
   });
 }

@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { afterEach, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { tempDir } from '../support/harness.js';
 import { agentCommand } from '../../src/agent/launch.js';
 import { agentEnv } from '../support/instance.js';
 import { AGENT_TOKEN, legacySend, rpc, WORKSPACE_TOKEN } from './support/agent.js';
@@ -17,12 +19,16 @@ interface Spawned {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+// The agents keep their tasks in a state dir; these runs keep theirs here, not in the real HOME.
+const home = tempDir('agent-process-home');
+afterAll(() => fs.rmSync(home, { recursive: true, force: true }));
+
 /** Runs the agent exactly as a backend would: agentCommand() plus the contract's env, with a clean environment. */
 function spawnAgent(env: Record<string, string>): Spawned {
   const { command, args } = agentCommand();
   const child = spawn(command, args, {
     cwd: '/',
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: home, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

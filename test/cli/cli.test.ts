@@ -103,6 +103,15 @@ describe('molecule CLI', { shuffle: false }, () => {
   it('restarts, pauses, resumes and deletes', async () => {
     expect((await run('restart', 'cli-alpha')).stdout).toMatch(/provisioning/);
     expect((await run('pause', 'cli-alpha')).stdout).toMatch(/paused/);
+    // The proxy answers a paused workspace with a JSON-RPC error in HTTP 200: the CLI still fails, naming the reason.
+    for (const args of [['ask', '--no-stream', 'cli-alpha', 'hello?'], ['ask', 'cli-alpha', 'hello?']]) {
+      const refused = await run(...args);
+      expect(refused.code, args.join(' ')).toBe(1);
+      expect(refused.stderr).toMatch(/^molecule: the platform answered an error: .*paused.*\(workspace_not_ready\)/);
+    }
+    const refusedJson = await run('--json', 'ask', '--no-stream', 'cli-alpha', 'hello?');
+    expect(refusedJson.code).toBe(1);
+    expect(JSON.parse(refusedJson.stdout).error.data).toMatchObject({ code: 'workspace_not_ready', status: 'paused' });
     expect((await run('resume', 'cli-alpha')).stdout).toMatch(/cli-alpha/);
     const rm = await run('rm', 'cli-alpha');
     expect(rm.code, rm.stderr).toBe(0);

@@ -46,6 +46,13 @@ describe('Docker backend, no engine needed', () => {
     expect(servedToAgents('POST', '/workspaces/abc/a2a', 'Bearer mws_x')).toBe(true);
     expect(servedToAgents('POST', '/workspaces/abc/a2a', undefined)).toBe(false);
     expect(servedToAgents('GET', '/registry/register', undefined)).toBe(false);
+    // A2A discovery, with a bearer (the workspace token; the API applies the access rules).
+    for (const p of ['/agents', '/workspaces/abc/a2a/.well-known/agent-card.json', '/workspaces/abc/.well-known/agent-card.json', '/workspaces/abc/agent-card']) {
+      expect(servedToAgents('GET', p, 'Bearer mws_x')).toBe(true);
+      expect(servedToAgents('GET', p, undefined)).toBe(false);
+      expect(servedToAgents('POST', p, 'Bearer mws_x')).toBe(false);
+    }
+    expect(servedToAgents('GET', '/workspaces', 'Bearer mws_x')).toBe(false);
     for (const p of ['/workspaces', '/settings/secrets', '/workspaces/abc/restart', '/workspaces/abc/x/a2a', '/events', '/ws', '/healthz', '/registry/register/']) {
       expect(servedToAgents('POST', p, 'Bearer mws_x')).toBe(false);
     }

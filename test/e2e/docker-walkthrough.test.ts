@@ -144,11 +144,13 @@ dockerDescribe(
       expect((await get()).needs_restart).toBe(false);
     }, 90_000);
 
-    it('pauses (container stopped, A2A 503) and resumes', async () => {
+    it('pauses (container stopped, A2A workspace_not_ready) and resumes', async () => {
       const running = await container();
       expect((await http.call('POST', `/workspaces/${ws}/pause`)).status).toBe(200);
       expect((await docker.getContainer(running).inspect()).State.Running).toBe(false);
-      expect((await ask('hello?')).status).toBe(503);
+      const refused = await ask('hello?');
+      expect(refused.status).toBe(200); // a JSON-RPC error: HTTP 200, the reason in error.data
+      expect(refused.body.error.data).toMatchObject({ code: 'workspace_not_ready', status: 'paused' });
       expect((await http.call('POST', `/workspaces/${ws}/resume`)).status).toBe(202);
       await waitReady(http, ws, { what: 'ready after resume', timeoutMs: 60_000 });
       expect((await ask('What is your name?')).body.result.parts[0].text).toMatch(/fly-worker/);

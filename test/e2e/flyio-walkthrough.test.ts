@@ -137,14 +137,14 @@ describe('flyio backend, end to end (Fly Machines API simulator)', { shuffle: fa
     expect((await events()).some((e) => e.data?.step === 'machine config updated')).toBe(true);
   }, 90_000);
 
-  it('pauses (machine stopped, A2A 503) and resumes (same machine started)', async () => {
+  it('pauses (machine stopped, A2A workspace_not_ready) and resumes (same machine started)', async () => {
     const id = await machineOf();
     const p = await http.call('POST', `/workspaces/${ws}/pause`);
     expect(p.status).toBe(200);
     expect(p.body.status).toBe('paused');
     expect(sim.machine(id)!.state).toBe('stopped');
     const refused = await ask('hello?');
-    expect(refused.status).toBe(503);
+    expect(refused.status).toBe(200);
     expect(refused.body.error.data).toMatchObject({ code: 'workspace_not_ready', status: 'paused' });
     expect((await http.call('POST', `/workspaces/${ws}/resume`)).status).toBe(202);
     await waitReady(http, ws, { what: 'ready after resume', timeoutMs: 60_000 });
@@ -171,7 +171,9 @@ describe('flyio backend, end to end (Fly Machines API simulator)', { shuffle: fa
     await waitFor('410 after delete', async () => (await http.call('GET', `/workspaces/${ws}`)).status === 410, 60_000);
     expect(sim.machine(id)?.state ?? 'gone').toMatch(/^(destroyed|gone)$/);
     expect((await flyList()).map((m) => m.id)).not.toContain(id);
-    expect((await ask('still there?')).status).toBe(410);
+    const gone = await ask('still there?');
+    expect(gone.status).toBe(200); // a JSON-RPC error: HTTP 200, the reason in error.data.code
+    expect(gone.body.error).toMatchObject({ code: -32035, data: { code: 'workspace_removed' } });
   }, 90_000);
 
   it('deletes a workspace whose machine is still booting without waiting for the boot', async () => {

@@ -26,6 +26,10 @@ interface RouteDef {
   kind: Kind;
 }
 
+function isDiscovery(p: string): boolean {
+  return p === '/agents' || p.endsWith('/agent-card') || p.endsWith('/agent-card.json');
+}
+
 function kindOf(method: string, p: string): Kind {
   if (p === '/healthz' || p === '/openapi.json' || p === '/' || p.startsWith('/docs')) return 'public';
   if (p.startsWith('/registry/')) return 'registry';
@@ -190,7 +194,9 @@ function requestArb(routes: RouteDef[], ctx: Ctx): fc.Arbitrary<Req> {
     // in some other way, or be a read.
     const privileged =
       (a.kind === 'token' && a.name === 'admin' && where !== 'basic' && (where === 'header' || route.method === 'GET')) ||
-      (a.kind === 'token' && a.name === 'workspace' && where === 'header' && (route.kind === 'registry' || route.kind === 'a2a'));
+      (a.kind === 'token' && a.name === 'workspace' && where === 'header' && (route.kind === 'registry' || route.kind === 'a2a')) ||
+      // A2A discovery (agent cards, the catalog) is a read a workspace token may make too (GETs also take ?token=).
+      (a.kind === 'token' && a.name === 'workspace' && where !== 'basic' && route.method === 'GET' && isDiscovery(route.path));
     const safeRead = route.kind === 'read' || route.kind === 'public';
     const realAllowed = !privileged || safeRead || route.body;
     const segment = realAllowed ? fc.oneof(hostileSegment, fc.constantFrom(...ctx.realIds, ...ctx.realKeys)) : hostileSegment;
@@ -277,6 +283,17 @@ describe('hostile input', () => {
         const where = `${r.method} ${r.url.slice(0, 200)} (${r.privileged ? 'privileged' : 'unprivileged'}) → ${res.statusCode} ${res.body.slice(0, 300)}`;
         seen.set(`${res.statusCode}`, (seen.get(`${res.statusCode}`) ?? 0) + 1);
         expect(res.statusCode, where).toBeLessThan(500);
+        if (r.route.kind === 'a2a' && res.statusCode === 200 && res.body.includes('"jsonrpc"')) {
+          // The A2A proxy's refusals are JSON-RPC errors in HTTP 200, as JSON-RPC clients expect.
+          const body = JSON.parse(res.body);
+          if (body.error) {
+            expect(body.error, where).toMatchObject({ code: expect.any(Number), message: expect.any(String) });
+            // The proxy's own errors name their reason; an agent's (e.g. -32601) need not.
+            if (body.error.code <= -32030 && body.error.code >= -32039) expect(body.error.data?.code, where).toEqual(expect.any(String));
+            expect(res.headers['content-type'], where).toMatch(/application\/json/);
+            return;
+          }
+        }
         if (res.statusCode < 400) {
           // Only valid reads may succeed: the public ones, or reads by a caller allowed to read.
           expect(r.route.kind === 'public' || (r.privileged && (r.route.kind === 'read' || r.route.kind === 'stream')), where).toBe(true);

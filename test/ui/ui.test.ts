@@ -169,6 +169,23 @@ describe.skipIf(!hasBrowser)(`web UI in Chromium${hasBrowser ? '' : ` (skipped: 
     await reply.locator('.bubble', { hasText: "I'm running in region local." }).waitFor();
     await page.locator('.turn-agent[data-state="done"]').waitFor();
     await page.screenshot({ path: shot('detail.png'), fullPage: true });
+
+    // The proxy sends JSON-RPC errors with HTTP 200: the chat shows the message and the reason from error.data.code.
+    const a2a = `**/workspaces/${id}/a2a`;
+    await page.route(a2a, (route) =>
+      route.fulfill({
+        status: 200,
+        contentType: 'application/json',
+        body: JSON.stringify({ jsonrpc: '2.0', id: 'x', error: { code: -32031, message: 'the workspace agent is unreachable: ECONNREFUSED', data: { code: 'agent_unreachable', retry_after_s: 5 } } }),
+      }),
+    );
+    try {
+      await page.getByLabel('Message to the agent').fill('Are you there?');
+      await page.keyboard.press('Enter');
+      await page.locator('.turn-agent[data-state="failed"]', { hasText: 'the workspace agent is unreachable: ECONNREFUSED (agent_unreachable)' }).waitFor();
+    } finally {
+      await page.unroute(a2a);
+    }
   });
 
   it('streams a reply into the chat as the model produces it', async () => {

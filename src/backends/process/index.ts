@@ -1,4 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import { ProvisionError, type InstanceHandle, type InstanceSpec, type InstanceState, type LogOptions, type OwnedInstance, type Provisioner, type AdoptsInstances } from '../../core/provisioner.js';
 import { exitReason } from '../shared/exit-reason.js';
@@ -10,6 +12,7 @@ import { readLog } from './logfile.js';
 import { InstanceFiles, type PidRecord } from './records.js';
 import { instanceName, loadPlatformId } from '../naming.js';
 import { freePort } from '../../util/net.js';
+import { AGENT_ENV } from '../../agent/contract.js';
 
 export { OWNER_ENV } from './agents.js';
 
@@ -77,7 +80,8 @@ export class ProcessProvisioner extends LocalProvisioner implements Provisioner,
     const port = await freePort();
     const child = await launchAgent({
       instanceId,
-      spec,
+      // The agent keeps its A2A tasks here, so they survive restarts (README, "The agent runtime").
+      spec: { ...spec, env: { [AGENT_ENV.stateDir]: this.stateDir(spec.workspaceId), ...spec.env } },
       port,
       logFile: this.files.logFile(instanceId),
       cwd: this.opts.dataDir,
@@ -129,9 +133,16 @@ export class ProcessProvisioner extends LocalProvisioner implements Provisioner,
   }
 
   async destroy(instanceId: string): Promise<void> {
+    const workspaceId = this.files.read(instanceId)?.workspaceId;
     await this.stop(instanceId);
     removeCgroups(this.cgroups, instanceId);
     this.files.remove(instanceId);
+    if (workspaceId) fs.rmSync(this.stateDir(workspaceId), { recursive: true, force: true });
+  }
+
+  /** `<dataDir>/state/<workspace id>`: the workspace's state directory, kept across restarts, removed on destroy. */
+  private stateDir(workspaceId: string): string {
+    return path.join(path.resolve(this.opts.dataDir), 'state', workspaceId.replace(/[^A-Za-z0-9._-]/g, '_'));
   }
 
   async inspect(instanceId: string): Promise<InstanceState> {

@@ -22,8 +22,16 @@ export const PROXY_ERRORS = {
   forbidden: -32037,
 } as const;
 
+/** Workspace statuses that end by themselves (a start, an automatic restart): worth retrying after a while. */
+const TRANSIENT = new Set(['provisioning', 'offline']);
+const RETRY_AFTER_S = 5;
+
 const SEND_METHODS = new Set(['message/send', 'message/stream', 'SendMessage', 'SendStreamingMessage']);
 
+/**
+ * A JSON-RPC error made by the proxy. It always leaves with HTTP 200, as JSON-RPC over HTTP and the A2A SDKs
+ * expect; `httpStatus` is what a REST answer would have said, and `data.code` carries the machine-readable reason.
+ */
 class RpcError extends Error {
   constructor(
     readonly httpStatus: number,
@@ -64,7 +72,15 @@ export function a2aRoutes(deps: Pick<AppDeps, 'svc' | 'metrics' | 'config'>): Fa
         },
         errorHandler: (err, req, reply) => {
           if ((err as any).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-            return sendRpcError(reply, null, new RpcError(413, PROXY_ERRORS.tooLarge, `request body exceeds ${config.a2a.maxBodyBytes} bytes`));
+            return sendRpcError(
+              reply,
+              null,
+              new RpcError(413, PROXY_ERRORS.tooLarge, `request body exceeds ${config.a2a.maxBodyBytes} bytes`, { code: 'payload_too_large' }),
+            );
+          }
+          if ((err as any).validation) {
+            // The only validated part is the path's workspace id: a malformed one names no workspace.
+            return sendRpcError(reply, null, new RpcError(400, PROXY_ERRORS.notFound, `no workspace with id ${req.params && (req.params as any).id}: ${err.message}`, { code: 'invalid_workspace_id' }));
           }
           throw err;
         },
@@ -113,7 +129,7 @@ export function a2aRoutes(deps: Pick<AppDeps, 'svc' | 'metrics' | 'config'>): Fa
           }
           if (upstream.statusCode === 401) {
             await upstream.body.dump();
-            throw new RpcError(502, PROXY_ERRORS.agentAuth, 'the agent rejected the platform\'s agent token');
+            throw new RpcError(502, PROXY_ERRORS.agentAuth, 'the agent rejected the platform\'s agent token', { code: 'agent_auth_failed' });
           }
           const type = String(upstream.headers['content-type'] ?? '');
           if (type.startsWith('text/event-stream')) {
@@ -142,16 +158,28 @@ export function a2aRoutes(deps: Pick<AppDeps, 'svc' | 'metrics' | 'config'>): Fa
               size += chunk.length;
               if (size > config.a2a.maxResponseBytes) {
                 abort.abort();
-                throw new RpcError(502, PROXY_ERRORS.tooLarge, `the agent's response exceeds ${config.a2a.maxResponseBytes} bytes`);
+                throw new RpcError(502, PROXY_ERRORS.tooLarge, `the agent's response exceeds ${config.a2a.maxResponseBytes} bytes`, {
+                  code: 'response_too_large',
+                });
               }
               chunks.push(chunk);
             }
           } catch (e) {
             throw e instanceof RpcError ? e : upstreamError(e, config.a2a.timeoutMs);
           }
+          const answer = Buffer.concat(chunks);
+          let status = upstream.statusCode;
+          if (status < 200 || status >= 300) {
+            // JSON-RPC errors travel in HTTP 200 (the agent does so already); anything else from a failing agent
+            // becomes the proxy's own error, so a client always gets JSON-RPC.
+            if (!isRpcError(answer)) {
+              throw new RpcError(502, PROXY_ERRORS.unreachable, `the workspace agent answered HTTP ${status}`, { code: 'agent_bad_response', agent_status: status });
+            }
+            status = 200;
+          }
           deps.metrics.a2a.inc({ outcome: 'ok' });
-          reply.code(upstream.statusCode).type(type || 'application/json');
-          return reply.send(Buffer.concat(chunks));
+          reply.code(status).type(type || 'application/json');
+          return reply.send(answer);
         } catch (e) {
           if (!(e instanceof RpcError)) throw e;
           deps.metrics.a2a.inc({ outcome: outcomeOf(e) });
@@ -164,29 +192,31 @@ export function a2aRoutes(deps: Pick<AppDeps, 'svc' | 'metrics' | 'config'>): Fa
 
 /** Parses, validates and completes a request; keeps the caller's bytes when nothing needs changing. */
 function normalise(raw: Buffer | undefined, accept: string | undefined): { id: RpcId; body: Buffer | string } {
-  if (!raw?.length) throw new RpcError(400, -32600, 'empty body: send a JSON-RPC request or an A2A Message');
+  const invalid = { code: 'invalid_request' };
+  if (!raw?.length) throw new RpcError(400, -32600, 'empty body: send a JSON-RPC request or an A2A Message', invalid);
   let msg: unknown;
   try {
     msg = JSON.parse(raw.toString('utf8'));
   } catch (e) {
-    throw new RpcError(400, -32700, `parse error: ${(e as Error).message}`);
+    throw new RpcError(400, -32700, `parse error: ${(e as Error).message}`, { code: 'parse_error' });
   }
-  if (Array.isArray(msg)) throw new RpcError(400, -32600, 'batch requests are not supported by A2A');
-  if (!msg || typeof msg !== 'object') throw new RpcError(400, -32600, 'the body must be a JSON object');
+  if (Array.isArray(msg)) throw new RpcError(400, -32600, 'batch requests are not supported by A2A', invalid);
+  if (!msg || typeof msg !== 'object') throw new RpcError(400, -32600, 'the body must be a JSON object', invalid);
   let req = msg as Json;
   let changed = false;
   if (req.jsonrpc === undefined && req.method === undefined) {
     // A bare Message, or {message, configuration?}: wrap it into message/send (message/stream for SSE callers).
     const params = Array.isArray(req.parts) ? { message: req } : req.message && typeof req.message === 'object' ? req : undefined;
     if (!params) {
-      throw new RpcError(400, -32600, 'not a JSON-RPC request: expected {"jsonrpc":"2.0","method":…} or a Message with "parts"');
+      throw new RpcError(400, -32600, 'not a JSON-RPC request: expected {"jsonrpc":"2.0","method":…} or a Message with "parts"', invalid);
     }
     const stream = /text\/event-stream/.test(accept ?? '') && !/application\/json/.test(accept ?? '');
     req = { jsonrpc: '2.0', id: crypto.randomUUID(), method: stream ? 'message/stream' : 'message/send', params };
     changed = true;
   }
   const id = (typeof req.id === 'string' || typeof req.id === 'number' ? req.id : null) as RpcId;
-  const fail = (status: number, code: number, message: string) => new RpcError(status, code, message, undefined, id);
+  const fail = (status: number, code: number, message: string) =>
+    new RpcError(status, code, message, { code: code === -32602 ? 'invalid_params' : 'invalid_request' }, id);
   if (req.jsonrpc !== '2.0') throw fail(400, -32600, 'jsonrpc must be "2.0"');
   if (typeof req.method !== 'string' || !req.method) throw fail(400, -32600, 'method must be a non-empty string');
   if (SEND_METHODS.has(req.method)) {
@@ -213,25 +243,40 @@ function toRpcError(e: unknown): RpcError {
   if (e instanceof ApiError) {
     const code = e.statusCode === 404 ? PROXY_ERRORS.notFound : e.statusCode === 410 ? PROXY_ERRORS.gone : PROXY_ERRORS.notReady;
     const { workspace: _omit, ...extra } = e.extra;
-    return new RpcError(e.statusCode, code, e.message, { code: e.code, ...extra });
+    const retry = code === PROXY_ERRORS.notReady && TRANSIENT.has(String(extra.status)) ? { retry_after_s: RETRY_AFTER_S } : {};
+    return new RpcError(e.statusCode, code, e.message, { code: e.code, ...extra, ...retry });
   }
-  return new RpcError(500, -32603, `internal error: ${(e as Error).message}`);
+  return new RpcError(500, -32603, `internal error: ${(e as Error).message}`, { code: 'internal_error' });
 }
 
 function upstreamError(e: unknown, timeoutMs: number): RpcError {
   if (e instanceof RpcError) return e;
   if (e instanceof undiciErrors.HeadersTimeoutError || e instanceof undiciErrors.BodyTimeoutError) {
-    return new RpcError(504, PROXY_ERRORS.timeout, `the agent did not answer within ${Math.round(timeoutMs / 1000)} s`);
+    return new RpcError(504, PROXY_ERRORS.timeout, `the agent did not answer within ${Math.round(timeoutMs / 1000)} s`, { code: 'agent_timeout' });
   }
-  return new RpcError(502, PROXY_ERRORS.unreachable, `the workspace agent is unreachable: ${(e as Error).message}`);
+  return new RpcError(502, PROXY_ERRORS.unreachable, `the workspace agent is unreachable: ${(e as Error).message}`, {
+    code: 'agent_unreachable',
+    retry_after_s: RETRY_AFTER_S,
+  });
 }
 
 function rpcErrorBody(id: RpcId, e: RpcError) {
   return { jsonrpc: '2.0', id, error: { code: e.rpcCode, message: e.message, ...(e.data ? { data: e.data } : {}) } };
 }
 
+/** Always HTTP 200: JSON-RPC clients read `error`, and the reason is in `error.data.code`. */
 function sendRpcError(reply: FastifyReply, id: RpcId, e: RpcError) {
-  return reply.code(e.httpStatus).type('application/json').send(rpcErrorBody(id, e));
+  return reply.code(200).type('application/json').send(rpcErrorBody(id, e));
+}
+
+/** Whether an agent's answer is a JSON-RPC error response. */
+function isRpcError(body: Buffer): boolean {
+  try {
+    const v = JSON.parse(body.toString('utf8'));
+    return !!v && typeof v === 'object' && v.jsonrpc === '2.0' && !!v.error && typeof v.error === 'object';
+  } catch {
+    return false;
+  }
 }
 
 function outcomeOf(e: RpcError): string {

@@ -6,8 +6,7 @@ import { validatesSpecs } from '../../core/provisioner.js';
 import { RUNTIMES } from '../../core/runtimes.js';
 import { ACTIONS } from '../../core/status.js';
 import { TIERS, WORKSPACE_STATUSES, type Tier } from '../../core/types.js';
-import { ApiError } from '../../core/errors.js';
-import { CreateWorkspaceBody, ErrorBody, IdParams } from '../schemas.js';
+import { CreateWorkspaceBody } from '../schemas.js';
 
 export const MetaView = z.object({
   version: z.string(),
@@ -29,10 +28,8 @@ export const MetaView = z.object({
     .describe('user actions (POST /workspaces/:id/<action>, DELETE for delete) and the statuses each is allowed from'),
 });
 
-const AgentCardView = z.record(z.string(), z.unknown()).describe('the agent card the agent registered with');
-
 /** What clients (the web UI, the CLI) need to offer choices the platform accepts, so none of it is hard-coded there. */
-export function metaRoutes(deps: Pick<AppDeps, 'svc' | 'provisioner' | 'version'>): FastifyPluginAsync {
+export function metaRoutes(deps: Pick<AppDeps, 'provisioner' | 'version'>): FastifyPluginAsync {
   return async (plain) => {
     const app = plain.withTypeProvider<ZodTypeProvider>();
 
@@ -54,22 +51,5 @@ export function metaRoutes(deps: Pick<AppDeps, 'svc' | 'provisioner' | 'version'
         actions: Object.fromEntries(Object.entries(ACTIONS).map(([a, from]) => [a, [...from]])) as Record<keyof typeof ACTIONS, (typeof WORKSPACE_STATUSES)[number][]>,
       };
     });
-
-    app.get(
-      '/workspaces/:id/agent-card',
-      {
-        schema: {
-          tags: ['workspaces'],
-          summary: 'The agent card the workspace registered with; 404 agent_not_registered until its agent has registered',
-          params: IdParams,
-          response: { 200: AgentCardView, 400: ErrorBody, 404: ErrorBody, 410: ErrorBody },
-        },
-      },
-      async (req) => {
-        const ws = await deps.svc.get(req.params.id);
-        if (!ws.agentCard) throw new ApiError(404, 'agent_not_registered', `the agent of workspace ${ws.id} has not registered yet`);
-        return ws.agentCard;
-      },
-    );
   };
 }

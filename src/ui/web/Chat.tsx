@@ -20,8 +20,15 @@ interface RpcEvent {
     status?: { state?: string; message?: { parts?: Part[] } };
     final?: boolean;
   };
-  error?: { message?: string };
+  error?: { message?: string; code?: number; data?: { code?: string } };
 }
+
+/**
+ * A JSON-RPC error, as the proxy sends every one of them (HTTP 200): its message, and the machine-readable reason
+ * (error.data.code, e.g. workspace_not_ready) or else the JSON-RPC code.
+ */
+const rpcErrorText = (e: NonNullable<RpcEvent['error']>) =>
+  `${e.message ?? 'the agent answered with an error'} (${typeof e.data?.code === 'string' ? e.data.code : `JSON-RPC ${e.code ?? '?'}`})`;
 
 const textOf = (parts: Part[] | undefined) => (parts ?? []).map((p) => p.text ?? '').join('');
 
@@ -70,7 +77,7 @@ export function Chat({ workspaceId, canChat, statusNote }: { workspaceId: string
       const events: AsyncIterable<unknown> = (res.headers.get('content-type') ?? '').includes('event-stream') ? sseJson(res) : single(res);
       for await (const raw of events) {
         const ev = raw as RpcEvent;
-        if (ev.error) throw new Error(ev.error.message ?? 'the agent answered with an error');
+        if (ev.error) throw new Error(rpcErrorText(ev.error));
         const r = ev.result;
         if (!r) continue;
         if (r.contextId) contextId.current = r.contextId;

@@ -1,0 +1,312 @@
+import fs from 'node:fs';
+import http from 'node:http';
+import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory } from '@a2a-js/sdk/client';
+import { Role, type Message } from '@a2a-js/sdk';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startPlatform, type Platform } from '../../src/platform.js';
+import { api, FAST_ENV, freePort, killRecordedAgents, tempDir, waitFor, waitReady, type Api } from '../support/harness.js';
+import { agentTokens } from '../security/support.js';
+import { V1_CARD_REQUIRED, v03Errors } from '../support/a2a-schema.js';
+
+const logger = pino({ level: 'silent' });
+
+/** A v1 text message, in the SDK's internal form. */
+const userText = (text: string): Message => ({
+  messageId: crypto.randomUUID(),
+  contextId: '',
+  taskId: '',
+  role: Role.ROLE_USER,
+  parts: [{ content: { $case: 'text', value: text }, mediaType: 'text/plain', filename: '', metadata: undefined }],
+  metadata: undefined,
+  extensions: [],
+  referenceTaskIds: [],
+});
+
+const replyText = (r: any): string =>
+  (r?.parts ?? r?.status?.message?.parts ?? []).map((p: any) => (p.content?.$case === 'text' ? p.content.value : '')).join('');
+
+/** The official SDK client; with a token, every request (card and JSON-RPC) carries it as a bearer. */
+function factory(token?: string): ClientFactory {
+  if (!token) return new ClientFactory();
+  const fetchImpl: typeof fetch = (input, init) => {
+    const headers = new Headers(init?.headers);
+    headers.set('authorization', `Bearer ${token}`);
+    return fetch(input, { ...init, headers });
+  };
+  return new ClientFactory(
+    ClientFactoryOptions.createFrom(ClientFactoryOptions.default, {
+      transports: [new JsonRpcTransportFactory({ fetchImpl })],
+      cardResolver: new DefaultAgentCardResolver({ fetchImpl }),
+    }),
+  );
+}
+
+/** A GET with a Host header of our choosing (fetch may not set one). */
+function getWithHost(url: string, host: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers: { host, ...headers } }, (res) => {
+      let text = '';
+      res.on('data', (c) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode!, body: text ? JSON.parse(text) : undefined }));
+    });
+    req.on('error', reject);
+  });
+}
+
+/**
+ *   root ── a ── a1        other        doomed
+ */
+describe('A2A discovery and errors through the platform (open loopback platform)', () => {
+  const dataDir = tempDir('a2a-disc');
+  let platform: Platform;
+  let h: Api;
+  const ws: Record<string, any> = {};
+
+  beforeAll(async () => {
+    platform = await startPlatform({
+      env: { ...FAST_ENV, PORT: '0', MOLECULE_DATA_DIR: dataDir, CONTAINER_BACKEND: 'process', MOLECULE_A2A_MAX_BODY_BYTES: '65536', MOLECULE_A2A_TIMEOUT_S: '1' },
+      logger,
+    });
+    h = api(platform.url);
+    const create = async (name: string, parent?: string) => {
+      const r = await h.call('POST', '/workspaces', { name, role: `the ${name} agent`, ...(parent ? { parent_id: parent } : {}) });
+      expect(r.status, r.text).toBe(201);
+      return r.body.id as string;
+    };
+    const ids = { root: await create('root'), other: await create('other'), doomed: await create('doomed') };
+    await waitReady(h, ids.root);
+    const a = await create('a', ids.root);
+    await waitReady(h, a);
+    const a1 = await create('a1', a);
+    for (const [name, id] of Object.entries({ ...ids, a, a1 })) ws[name] = await waitReady(h, id);
+  });
+
+  afterAll(async () => {
+    await platform?.close();
+    killRecordedAgents(dataDir);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('is discovered and called by the official SDK client from the workspace A2A URL: send and stream', async () => {
+    const client = await factory().createFromUrl(`${platform.url}/workspaces/${ws.root.id}/a2a`);
+    const sent = await client.sendMessage({ tenant: '', message: userText('What is your name?'), configuration: undefined, metadata: undefined });
+    expect(replyText(sent)).toContain('root');
+    let streamed = '';
+    for await (const ev of client.sendMessageStream({ tenant: '', message: userText('Who are you?'), configuration: undefined, metadata: undefined })) {
+      const p = ev.payload as any;
+      if (p?.$case === 'message') streamed += replyText(p.value);
+      if (p?.$case === 'artifactUpdate') streamed += replyText(p.value.artifact);
+      if (p?.$case === 'statusUpdate') streamed += replyText(p.value.status?.message);
+    }
+    expect(streamed).toContain('root');
+  });
+
+  it('serves the rewritten card at both well-known places and at /agent-card; ?as=registered gives the card as registered', async () => {
+    const id = ws.root.id;
+    const a2aUrl = `${platform.url}/workspaces/${id}/a2a`;
+    const first = await h.call('GET', `/workspaces/${id}/a2a/.well-known/agent-card.json`);
+    const second = await h.call('GET', `/workspaces/${id}/.well-known/agent-card.json`);
+    const rest = await h.call('GET', `/workspaces/${id}/agent-card`);
+    expect(first.status).toBe(200);
+    expect(second.body).toEqual(first.body);
+    expect(rest.body).toEqual(first.body);
+    const card = first.body;
+    // v0.3 (no A2A-Version): valid against the official schema; every interface is the platform's.
+    expect(v03Errors('AgentCard', card)).toBe('');
+    expect(card.url).toBe(a2aUrl);
+    expect(card.additionalInterfaces.map((i: any) => i.url)).toEqual([a2aUrl]);
+    expect(card.supportedInterfaces.map((i: any) => [i.url, i.protocolVersion])).toEqual([
+      [a2aUrl, '1.0'],
+      [a2aUrl, '0.3'],
+    ]);
+    const privateUrl = new URL(ws.root.instance.url).host;
+    expect(JSON.stringify(card)).not.toContain(privateUrl);
+    expect(JSON.stringify(card)).not.toContain('MOLECULE_AGENT_TOKEN');
+    // Open loopback platform: no credentials required; a workspace token is accepted for agent-to-agent calls.
+    expect(card.security).toEqual([{}, { bearer: [] }]);
+    expect(card.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer', description: expect.stringMatching(/workspace token/) });
+    // v1.0 with the header: the proto's required fields, interfaces rewritten, no v0.3 url.
+    const v1 = await h.call('GET', `/workspaces/${id}/a2a/.well-known/agent-card.json`, undefined, { 'A2A-Version': '1.0' });
+    for (const k of V1_CARD_REQUIRED) expect(v1.body, k).toHaveProperty(k);
+    expect(v1.body.url).toBeUndefined();
+    expect(v1.body.supportedInterfaces.every((i: any) => i.url === a2aUrl && i.protocolBinding === 'JSONRPC')).toBe(true);
+    expect(v1.headers.get('vary')).toMatch(/A2A-Version/);
+    // Caching: an ETag, and 304 on If-None-Match.
+    const etag = first.headers.get('etag')!;
+    expect(first.headers.get('cache-control')).toMatch(/max-age=\d+/);
+    expect((await h.call('GET', `/workspaces/${id}/a2a/.well-known/agent-card.json`, undefined, { 'if-none-match': etag })).status).toBe(304);
+    // The card exactly as the agent registered it, for debugging.
+    const registered = await h.call('GET', `/workspaces/${id}/agent-card?as=registered`);
+    expect(registered.status).toBe(200);
+    expect(JSON.stringify(registered.body.supportedInterfaces)).toContain(privateUrl);
+    expect((await h.call('GET', `/workspaces/${id}/agent-card?as=nonsense`)).status).toBe(400);
+    // Without MOLECULE_PUBLIC_URL the base is the request's own scheme and host.
+    const viaHost = await getWithHost(`${platform.url}/workspaces/${id}/.well-known/agent-card.json`, 'agents.example.test:8443');
+    expect(viaHost.body.url).toBe(`http://agents.example.test:8443/workspaces/${id}/a2a`);
+    // Unknown workspace, not registered yet: REST errors on the REST route.
+    expect((await h.call('GET', `/workspaces/${crypto.randomUUID()}/a2a/.well-known/agent-card.json`)).status).toBe(404);
+  });
+
+  it('lists the catalog under the A2A access rules: everything for the operator, its family for a workspace token', async () => {
+    const names = (r: any) => r.body.agents.map((x: any) => x.workspace_name).sort();
+    const all = await h.call('GET', '/agents');
+    expect(all.status).toBe(200);
+    expect(names(all)).toEqual(['a', 'a1', 'doomed', 'other', 'root']);
+    const entry = all.body.agents.find((x: any) => x.workspace_id === ws.a.id);
+    expect(entry).toMatchObject({
+      name: 'a',
+      description: 'the a agent',
+      parent_id: ws.root.id,
+      url: `${platform.url}/workspaces/${ws.a.id}/a2a`,
+      card_url: `${platform.url}/workspaces/${ws.a.id}/a2a/.well-known/agent-card.json`,
+      skills: [expect.objectContaining({ id: 'chat', name: 'Chat' })],
+    });
+    const as = (name: string) => api(platform.url, agentTokens(ws[name]).workspace);
+    expect(names(await as('a').call('GET', '/agents'))).toEqual(['a', 'a1', 'root']);
+    expect(names(await as('a1').call('GET', '/agents'))).toEqual(['a', 'a1']);
+    expect(names(await as('root').call('GET', '/agents'))).toEqual(['a', 'doomed', 'other', 'root']);
+    // Cards too: within the family yes, outside it 403 a2a_forbidden; other admin routes stay closed to it.
+    expect((await as('a1').call('GET', `/workspaces/${ws.a.id}/a2a/.well-known/agent-card.json`)).status).toBe(200);
+    const refused = await as('a1').call('GET', `/workspaces/${ws.root.id}/a2a/.well-known/agent-card.json`);
+    expect(refused.status).toBe(403);
+    expect(refused.body.code).toBe('a2a_forbidden');
+    expect((await as('a1').call('GET', '/workspaces')).status).toBe(403);
+    // Agent to agent with the standard client: the workspace token as bearer reaches the parent, not the grandparent.
+    const toParent = await factory(agentTokens(ws.a1).workspace).createFromUrl(`${platform.url}/workspaces/${ws.a.id}/a2a`);
+    expect(replyText(await toParent.sendMessage({ tenant: '', message: userText('What is your name?'), configuration: undefined, metadata: undefined }))).toMatch(/\ba\b/);
+    await expect(factory(agentTokens(ws.a1).workspace).createFromUrl(`${platform.url}/workspaces/${ws.root.id}/a2a`)).rejects.toThrow(/403/);
+  });
+
+  it('answers every platform-made JSON-RPC error with HTTP 200 and its error.data.code', async () => {
+    const post = (id: string, body: unknown, token?: string) => api(platform.url, token).call('POST', `/workspaces/${id}/a2a`, body);
+    const msg = (text: string) => ({ jsonrpc: '2.0', id: 'e', method: 'message/send', params: { message: { kind: 'message', role: 'user', messageId: crypto.randomUUID(), parts: [{ kind: 'text', text }] } } });
+    const expectRpc = (r: { status: number; body: any }, code: number, reason: string, id: unknown = 'e') => {
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+      expect(r.body).toMatchObject({ jsonrpc: '2.0', id, error: { code, message: expect.any(String), data: { code: reason } } });
+    };
+    // The issue's example: no method. The platform answers as the agent does: 200 and -32600.
+    expectRpc(await post(ws.root.id, { jsonrpc: '2.0', id: 7 }), -32600, 'invalid_request', 7);
+    const direct = await fetch(ws.root.instance.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${agentTokens(ws.root).agent}` },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 7 }),
+    });
+    expect(direct.status).toBe(200);
+    expect((await direct.json()).error.code).toBe(-32600);
+    expectRpc(await post(ws.root.id, '{"jsonrpc":'), -32700, 'parse_error', null);
+    expectRpc(await post(ws.root.id, { jsonrpc: '2.0', id: 'e', method: 'message/send', params: {} }), -32602, 'invalid_params');
+    expectRpc(await post(ws.root.id, { role: 'user', parts: [{ kind: 'text', text: 'x'.repeat(70_000) }] }), -32033, 'payload_too_large', null);
+    expectRpc(await post(crypto.randomUUID(), msg('hi')), -32034, 'workspace_not_found');
+    expectRpc(await post('not-a-uuid', msg('hi')), -32034, 'invalid_workspace_id', null);
+    expectRpc(await post(ws.root.id, msg('hi'), agentTokens(ws.a1).workspace), -32037, 'a2a_forbidden');
+    // An agent that does not answer in time (stopped, then resumed).
+    const pid = ws.other.instance.pid as number;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      expectRpc(await post(ws.other.id, msg('hi')), -32032, 'agent_timeout');
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    // An agent that is gone: unreachable (or, once the platform has noticed, not ready), both with a retry hint.
+    process.kill(ws.doomed.instance.pid, 'SIGKILL');
+    const gone = await post(ws.doomed.id, msg('hi'));
+    expect(gone.status).toBe(200);
+    expect(['agent_unreachable', 'workspace_not_ready']).toContain(gone.body.error.data.code);
+    await waitReady(h, ws.doomed.id, { until: (w: any) => w.instance?.pid !== ws.doomed.instance.pid });
+    // Not ready: paused, with its status; then removed.
+    expect((await h.call('POST', `/workspaces/${ws.doomed.id}/pause`)).status).toBe(200);
+    const paused = await post(ws.doomed.id, msg('hi'));
+    expectRpc(paused, -32030, 'workspace_not_ready');
+    expect(paused.body.error.data.status).toBe('paused');
+    expect(paused.body.error.data.retry_after_s).toBeUndefined();
+    expect((await h.call('DELETE', `/workspaces/${ws.doomed.id}`)).status).toBe(202);
+    await waitFor('removed', async () => (await h.call('GET', `/workspaces/${ws.doomed.id}`)).status === 410);
+    expectRpc(await post(ws.doomed.id, msg('hi')), -32035, 'workspace_removed');
+    // A workspace still starting: not ready, retry later.
+    const fresh = (await h.call('POST', '/workspaces', { name: 'fresh' })).body.id;
+    const starting = await post(fresh, msg('hi'));
+    if (starting.body.error) {
+      expectRpc(starting, -32030, 'workspace_not_ready');
+      expect(starting.body.error.data).toMatchObject({ status: 'provisioning', retry_after_s: expect.any(Number) });
+    }
+    await waitReady(h, fresh);
+  });
+});
+
+describe('A2A discovery with an admin token and MOLECULE_PUBLIC_URL', () => {
+  const ADMIN = 'discovery-admin-token-0123456789';
+  const dataDir = tempDir('a2a-disc-admin');
+  let platform: Platform;
+  let h: Api;
+  let publicUrl: string;
+  let id: string;
+
+  beforeAll(async () => {
+    const port = await freePort();
+    publicUrl = `http://127.0.0.1:${port}`;
+    platform = await startPlatform({
+      env: { ...FAST_ENV, PORT: String(port), MOLECULE_DATA_DIR: dataDir, CONTAINER_BACKEND: 'process', MOLECULE_ADMIN_TOKEN: ADMIN, MOLECULE_PUBLIC_URL: `${publicUrl}/` },
+      logger,
+    });
+    h = api(platform.url, ADMIN);
+    id = (await h.call('POST', '/workspaces', { name: 'guarded' })).body.id;
+    await waitReady(h, id);
+  });
+
+  afterAll(async () => {
+    await platform?.close();
+    killRecordedAgents(dataDir);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('works with the SDK client given the admin token as bearer, and refuses it without (401)', async () => {
+    const a2a = `${platform.url}/workspaces/${id}/a2a`;
+    await expect(factory().createFromUrl(a2a)).rejects.toThrow(/401/);
+    const client = await factory(ADMIN).createFromUrl(a2a);
+    expect(replyText(await client.sendMessage({ tenant: '', message: userText('What is your name?'), configuration: undefined, metadata: undefined }))).toContain('guarded');
+    // Authentication failures come before any JSON-RPC handling: still 401.
+    const bad = await api(platform.url, 'nope').call('POST', `/workspaces/${id}/a2a`, { jsonrpc: '2.0', id: 1, method: 'message/send', params: {} });
+    expect(bad.status).toBe(401);
+    expect((await api(platform.url).call('POST', `/workspaces/${id}/a2a`, { jsonrpc: '2.0', id: 1 })).status).toBe(401);
+    expect((await api(platform.url).call('GET', '/agents')).status).toBe(401);
+  });
+
+  it('publishes MOLECULE_PUBLIC_URL and a required bearer in the card, whatever the Host', async () => {
+    const r = await getWithHost(`${platform.url}/workspaces/${id}/a2a/.well-known/agent-card.json`, 'elsewhere.test', { authorization: `Bearer ${ADMIN}` });
+    expect(r.status).toBe(200);
+    expect(v03Errors('AgentCard', r.body)).toBe('');
+    expect(r.body.url).toBe(`${publicUrl}/workspaces/${id}/a2a`);
+    expect(r.body.security).toEqual([{ bearer: [] }]);
+    expect(r.body.securitySchemes.bearer.description).toMatch(/MOLECULE_ADMIN_TOKEN/);
+    const catalog = await h.call('GET', '/agents');
+    expect(catalog.body.agents).toEqual([expect.objectContaining({ workspace_id: id, card_url: `${publicUrl}/workspaces/${id}/a2a/.well-known/agent-card.json` })]);
+  });
+});
+
+describe('A2A proxy limits before JSON-RPC handling', () => {
+  const dataDir = tempDir('a2a-disc-rate');
+  let platform: Platform;
+
+  beforeAll(async () => {
+    platform = await startPlatform({ env: { ...FAST_ENV, PORT: '0', MOLECULE_DATA_DIR: dataDir, CONTAINER_BACKEND: 'process', MOLECULE_RATE_LIMIT_PER_MIN: '3' }, logger });
+  });
+  afterAll(async () => {
+    await platform?.close();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('keeps 429 with Retry-After for rate limiting, while JSON-RPC errors before it were HTTP 200', async () => {
+    const h = api(platform.url);
+    const id = crypto.randomUUID();
+    const statuses: number[] = [];
+    let last;
+    for (let i = 0; i < 4; i++) {
+      last = await h.call('POST', `/workspaces/${id}/a2a`, { jsonrpc: '2.0', id: i, method: 'message/send', params: { message: { role: 'user', parts: [] } } });
+      statuses.push(last.status);
+    }
+    expect(statuses).toEqual([200, 200, 200, 429]);
+    expect(last!.headers.get('retry-after')).toMatch(/^\d+$/);
+    expect(last!.body.code).toBe('rate_limited');
+  });
+});
