@@ -59,7 +59,7 @@ export async function startAgent(config: AgentConfig, options: StartOptions = {}
   for (const warning of config.warnings) logger.warn(warning);
 
   const workspace = new Workspace(config.workspace);
-  const provider = options.provider ?? createProvider(config.model, workspace);
+  const provider = options.provider ?? createProvider(config.model, workspace, config.platform);
   const turns = new TurnTracker();
   const inflight = new Inflight();
   const conversations = new ConversationStore();

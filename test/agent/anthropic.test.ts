@@ -46,7 +46,7 @@ describe('Anthropic provider', () => {
     expect(req.body.max_tokens).toBeGreaterThan(0);
     expect(req.body.system).toContain('alpha');
     expect(req.body.system).toContain('region ord');
-    expect(req.body.tools.map((t: any) => t.name)).toEqual(['get_workspace_info']);
+    expect(req.body.tools.map((t: any) => t.name)).toEqual(['get_workspace_info', 'list_my_team', 'send_message_to_agent']);
     expect(req.body.messages).toEqual([
       { role: 'user', content: 'Who are you?' },
       { role: 'assistant', content: 'Hi, I am alpha.' },

@@ -42,7 +42,7 @@ describe('OpenAI-compatible provider', () => {
     expect(req.headers.authorization).toBe(`Bearer ${API_KEY}`);
     expect(req.body.model).toBe('fake-gpt');
     expect(req.body.stream).toBeFalsy();
-    expect(req.body.tools.map((t: any) => t.function.name)).toEqual(['get_workspace_info']);
+    expect(req.body.tools.map((t: any) => t.function.name)).toEqual(['get_workspace_info', 'list_my_team', 'send_message_to_agent']);
     const messages = req.body.messages;
     expect(messages.map((m: any) => m.role)).toEqual(['system', 'user', 'assistant', 'user']);
     expect(messages[0].content).toContain('alpha');

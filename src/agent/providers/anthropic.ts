@@ -1,6 +1,7 @@
 import Anthropic from '@anthropic-ai/sdk';
 import type { ContentBlockParam, Message, MessageParam, Tool, ToolResultBlockParam } from '@anthropic-ai/sdk/resources/messages';
 import { MAX_TOOL_ROUNDS, runTool, TOOLS } from '../tools.js';
+import type { PlatformConfig } from '../config.js';
 import type { Workspace } from '../workspace.js';
 import { type ChatProvider, providerFailure, type RespondRequest } from './types.js';
 
@@ -28,6 +29,7 @@ export class AnthropicProvider implements ChatProvider {
   constructor(
     options: AnthropicProviderOptions,
     private readonly workspace: Workspace,
+    private readonly platform: PlatformConfig | null = null,
   ) {
     this.model = options.model;
     this.apiKey = options.apiKey;
@@ -78,16 +80,12 @@ export class AnthropicProvider implements ChatProvider {
         return [];
       });
       messages.push({ role: 'assistant', content: assistantContent });
-      messages.push({
-        role: 'user',
-        content: toolUses.map(
-          (t): ToolResultBlockParam => ({
-            type: 'tool_result',
-            tool_use_id: t.id,
-            content: runTool(t.name, JSON.stringify(t.input ?? {}), this.workspace),
-          }),
-        ),
-      });
+      const results: ToolResultBlockParam[] = [];
+      for (const t of toolUses) {
+        const content = await runTool(t.name, JSON.stringify(t.input ?? {}), { workspace: this.workspace, platform: this.platform, signal: request.signal });
+        results.push({ type: 'tool_result', tool_use_id: t.id, content });
+      }
+      messages.push({ role: 'user', content: results });
     }
   }
 

@@ -1,4 +1,4 @@
-import type { ModelConfig } from '../config.js';
+import type { ModelConfig, PlatformConfig } from '../config.js';
 import { BuiltinResponder } from '../responder.js';
 import type { Workspace } from '../workspace.js';
 import { AnthropicProvider } from './anthropic.js';
@@ -8,13 +8,13 @@ import type { ChatProvider } from './types.js';
 export type { ChatProvider, RespondRequest } from './types.js';
 export { ProviderError } from './types.js';
 
-export function createProvider(model: ModelConfig | null, workspace: Workspace): ChatProvider {
+export function createProvider(model: ModelConfig | null, workspace: Workspace, platform: PlatformConfig | null = null): ChatProvider {
   if (!model) return new BuiltinResponder(workspace);
   switch (model.provider) {
     case 'openai':
-      return new OpenAIProvider(model, workspace);
+      return new OpenAIProvider(model, workspace, platform);
     case 'anthropic':
-      return new AnthropicProvider(model, workspace);
+      return new AnthropicProvider(model, workspace, platform);
   }
 }
 
@@ -28,5 +28,6 @@ export function systemPrompt(workspace: Workspace): string {
     `You run in region ${s.region}, on tier ${s.tier}, with the ${s.runtime} runtime.`,
     'Other agents and people reach you over the A2A protocol; answer them directly and concisely.',
     'Call the get_workspace_info tool for live facts about this workspace, such as its uptime.',
+    'Call list_my_team to see the agents you can reach (parent, children, siblings), and send_message_to_agent to ask one of them.',
   ].join('\n');
 }

@@ -6,6 +6,7 @@ import type {
   ChatCompletionTool,
 } from 'openai/resources/chat/completions';
 import { MAX_TOOL_ROUNDS, runTool, TOOLS } from '../tools.js';
+import type { PlatformConfig } from '../config.js';
 import type { Workspace } from '../workspace.js';
 import { type ChatProvider, providerFailure, type RespondRequest } from './types.js';
 
@@ -37,6 +38,7 @@ export class OpenAIProvider implements ChatProvider {
   constructor(
     options: OpenAIProviderOptions,
     private readonly workspace: Workspace,
+    private readonly platform: PlatformConfig | null = null,
   ) {
     this.model = options.model;
     this.apiKey = options.apiKey;
@@ -74,7 +76,7 @@ export class OpenAIProvider implements ChatProvider {
         tool_calls: calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.args || '{}' } })),
       });
       for (const call of calls) {
-        messages.push({ role: 'tool', tool_call_id: call.id, content: runTool(call.name, call.args, this.workspace) });
+        messages.push({ role: 'tool', tool_call_id: call.id, content: await runTool(call.name, call.args, { workspace: this.workspace, platform: this.platform, signal: request.signal }) });
       }
     }
   }
