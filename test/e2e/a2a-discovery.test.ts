@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory } from '@a2a-js/sdk/client';
-import { Role, type Message } from '@a2a-js/sdk';
+import { Role, TaskState, type Message } from '@a2a-js/sdk';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPlatform, type Platform } from '../../src/platform.js';
@@ -86,6 +86,28 @@ describe('A2A discovery and errors through the platform (open loopback platform)
     await platform?.close();
     killRecordedAgents(dataDir);
     fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('tasks through the platform with the official SDK client: non-blocking send, tasks/get, multi-turn with input-required', async () => {
+    const client = await factory().createFromUrl(`${platform.url}/workspaces/${ws.root.id}/a2a`);
+    const nonBlocking = { acceptedOutputModes: [], taskPushNotificationConfig: undefined, returnImmediately: true, historyLength: undefined };
+    // The built-in responder asks which fact when none is named: the task waits for input.
+    const first = (await client.sendMessage({ tenant: '', message: userText('Tell me a fact'), configuration: nonBlocking, metadata: undefined })) as any;
+    expect(first.id, JSON.stringify(first)).toMatch(/\S/);
+    const asked = await waitFor('the task to wait for input', async () => {
+      const t = (await client.getTask({ tenant: '', id: first.id })) as any;
+      return t.status?.state === TaskState.TASK_STATE_INPUT_REQUIRED && t;
+    }, 10_000, 50);
+    expect(replyText(asked)).toMatch(/\?$/);
+    // The answer continues the same task, in the same context.
+    const next = { ...userText('your region'), taskId: first.id, contextId: asked.contextId };
+    const done = (await client.sendMessage({ tenant: '', message: next, configuration: undefined, metadata: undefined })) as any;
+    expect(done.id).toBe(first.id);
+    expect(done.status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+    expect(replyText(done)).toMatch(/region local/);
+    const again = (await client.getTask({ tenant: '', id: first.id })) as any;
+    expect(again.status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+    expect(again.contextId).toBe(asked.contextId);
   });
 
   it('is discovered and called by the official SDK client from the workspace A2A URL: send and stream', async () => {
