@@ -13,6 +13,8 @@ import { RETRY_MS, WorkspaceSteps } from './workspace-steps.js';
 export interface Trigger {
   /** The instance's state as a backend watch reported it (no need to ask again)… */
   observed?: InstanceState;
+  /** When the backend saw it (epoch ms): news older than the workspace's last status change is stale. */
+  observedAt?: number;
   /** …and which instance it was about. */
   instanceId?: string;
   /** Ask the backend how the instance is, even if nothing suggests a problem (startup, takeover). */
@@ -67,12 +69,13 @@ export class Reconciler {
     this.queue = new WorkQueue<Trigger>(CONCURRENCY, (id, t) => this.run(id, t), (a, b) => ({
       observed: b.observed ?? a.observed,
       instanceId: b.observed ? b.instanceId : a.instanceId,
+      observedAt: b.observed ? b.observedAt : a.observedAt,
       observe: a.observe || b.observe,
       action: b.action ?? a.action,
     }));
     this.unsubscribe = d.bus.subscribe((ev) => this.onEvent(ev));
     this.unwatch = d.provisioner.watch((ev) => {
-      if (this.active) this.queue.add(ev.workspaceId, { observed: { state: ev.state, reason: ev.reason, exitCode: ev.exitCode }, instanceId: ev.instanceId });
+      if (this.active) this.queue.add(ev.workspaceId, { observed: { state: ev.state, reason: ev.reason, exitCode: ev.exitCode }, instanceId: ev.instanceId, observedAt: Date.now() });
     });
   }
 

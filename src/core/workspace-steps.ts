@@ -64,7 +64,10 @@ export class WorkspaceSteps {
     const t = this.d.config.timing;
     const now = Date.now();
     // A watch event about an instance the workspace no longer has says nothing about the workspace.
-    const observed = trigger.instanceId === ws.instanceId ? trigger.observed : undefined;
+    // Nor does news from before the workspace last changed: a backend may restart the same instance (Fly restarts
+    // the same machine), and a death seen before the restart must not end the restart.
+    const fresh = trigger.observedAt === undefined || trigger.observedAt >= Date.parse(ws.statusChangedAt);
+    const observed = trigger.instanceId === ws.instanceId && fresh ? trigger.observed : undefined;
     switch (ws.status) {
       case 'provisioning': {
         if (ws.pendingLaunch) return this.launch(ws);

@@ -98,6 +98,23 @@ describe('reconciler: liveness and recovery', () => {
     expect((await w.get(id)).status).toBe('ready');
   });
 
+  it('ignores news from before the workspace last changed: a death seen before a restart of the same instance (Fly restarts the same machine)', async () => {
+    const w = await world();
+    const id = await w.create();
+    const ws = await ready(w, id);
+    // The backend saw the instance die; the news waits in the queue while the workspace is restarted.
+    const seenAt = Date.now();
+    await new Promise((r) => setTimeout(r, 5));
+    await w.svc.restart(id);
+    await w.reconciler.reconcileWorkspace(id);
+    expect((await w.get(id)).instanceId).toBe(ws.instanceId);
+    await w.reconciler.reconcileWorkspace(id, { observed: { state: 'stopped', reason: 'killed before the restart' }, instanceId: ws.instanceId!, observedAt: seenAt });
+    expect((await w.get(id)).status).toBe('provisioning');
+    // The same news seen after the restart is news.
+    await w.reconciler.reconcileWorkspace(id, { observed: { state: 'stopped', reason: 'died after the restart' }, instanceId: ws.instanceId!, observedAt: Date.now() });
+    expect((await w.get(id)).status).toBe('offline');
+  });
+
   it('doubles the backoff per restart in the window and ends a crash loop in failed', async () => {
     const w = await world({ crashLoopMax: 3, restartBackoffMs: 100, restartBackoffMaxMs: 100_000 });
     const id = await w.create();
