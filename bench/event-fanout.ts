@@ -10,6 +10,7 @@
  * The two "replicas" are two EventBus+store pairs in this process, each with its own pool and LISTEN
  * connection, on one real Postgres started here (stopped by pid at the end).
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
@@ -79,10 +80,14 @@ async function burst(a: EventBus, b: EventBus, n: number): Promise<number> {
 const pg = await startTestPostgres();
 if (!pg) throw new Error('no Postgres server here: install postgresql or set MOLECULE_TEST_POSTGRES_URL');
 const stores: Store[] = [];
+const dirs: string[] = [];
 const buses: EventBus[] = [];
 try {
   const open = async (url?: string) => {
-    const s = await openStore({ dataDir: tempDir('bench-events'), databaseUrl: url, memory: !url });
+    // Nothing is written to the data dir (Postgres, or SQLite in memory); it only has to exist.
+    const dataDir = tempDir('bench-events');
+    dirs.push(dataDir);
+    const s = await openStore({ dataDir, databaseUrl: url, memory: !url });
     stores.push(s);
     return s;
   };
@@ -126,4 +131,5 @@ try {
   for (const b of buses) await b.close();
   for (const s of stores) await s.close();
   await pg.stop();
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 }

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { sql } from 'kysely';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,8 +21,12 @@ interface Replica {
 let pg: TestPostgres | null = null;
 const replicas: Replica[] = [];
 
+const dirs: string[] = [];
+
 async function replica(url: string): Promise<Replica> {
-  const store = await openStore({ dataDir: tempDir('events-cluster'), databaseUrl: url });
+  const dataDir = tempDir('events-cluster');
+  dirs.push(dataDir);
+  const store = await openStore({ dataDir, databaseUrl: url });
   const bus = new EventBus(new EventRepo(store.db), new PgEventFeed(store.db, url, pino({ level: 'silent' })));
   await bus.start();
   const r: Replica = { store, bus, seen: [], pulses: [] };
@@ -50,6 +55,7 @@ describe('events across replicas on one Postgres', () => {
       await r.store.close();
     }
     await pg?.stop();
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
   });
 
   it('delivers every event, from either replica, to both, once each and in id order', async () => {
