@@ -254,7 +254,8 @@ async function resolveName(name: string, ctx: ToolContext): Promise<string> {
   return ids[0]!;
 }
 
-function userMessage(text: string): Message {
+/** A user's text message in the SDK's (v1) form, as the official client sends it. */
+export function userMessage(text: string): Message {
   return {
     messageId: crypto.randomUUID(),
     contextId: '',

@@ -1,9 +1,10 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory } from '@a2a-js/sdk/client';
-import { Role, TaskState, type Message } from '@a2a-js/sdk';
+import { TaskState } from '@a2a-js/sdk';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { userMessage } from '../../src/agent/tools.js';
 import { startPlatform, type Platform } from '../../src/platform.js';
 import { api, FAST_ENV, freePort, killRecordedAgents, tempDir, waitFor, waitReady, type Api } from '../support/harness.js';
 import { agentTokens } from '../security/support.js';
@@ -11,17 +12,6 @@ import { V1_CARD_REQUIRED, v03Errors } from '../support/a2a-schema.js';
 
 const logger = pino({ level: 'silent' });
 
-/** A v1 text message, in the SDK's internal form. */
-const userText = (text: string): Message => ({
-  messageId: crypto.randomUUID(),
-  contextId: '',
-  taskId: '',
-  role: Role.ROLE_USER,
-  parts: [{ content: { $case: 'text', value: text }, mediaType: 'text/plain', filename: '', metadata: undefined }],
-  metadata: undefined,
-  extensions: [],
-  referenceTaskIds: [],
-});
 
 const replyText = (r: any): string =>
   (r?.parts ?? r?.status?.message?.parts ?? []).map((p: any) => (p.content?.$case === 'text' ? p.content.value : '')).join('');
@@ -92,7 +82,7 @@ describe('A2A discovery and errors through the platform (open loopback platform)
     const client = await factory().createFromUrl(`${platform.url}/workspaces/${ws.root.id}/a2a`);
     const nonBlocking = { acceptedOutputModes: [], taskPushNotificationConfig: undefined, returnImmediately: true, historyLength: undefined };
     // The built-in responder asks which fact when none is named: the task waits for input.
-    const first = (await client.sendMessage({ tenant: '', message: userText('Tell me a fact'), configuration: nonBlocking, metadata: undefined })) as any;
+    const first = (await client.sendMessage({ tenant: '', message: userMessage('Tell me a fact'), configuration: nonBlocking, metadata: undefined })) as any;
     expect(first.id, JSON.stringify(first)).toMatch(/\S/);
     const asked = await waitFor('the task to wait for input', async () => {
       const t = (await client.getTask({ tenant: '', id: first.id })) as any;
@@ -100,7 +90,7 @@ describe('A2A discovery and errors through the platform (open loopback platform)
     }, 10_000, 50);
     expect(replyText(asked)).toMatch(/\?$/);
     // The answer continues the same task, in the same context.
-    const next = { ...userText('your region'), taskId: first.id, contextId: asked.contextId };
+    const next = { ...userMessage('your region'), taskId: first.id, contextId: asked.contextId };
     const done = (await client.sendMessage({ tenant: '', message: next, configuration: undefined, metadata: undefined })) as any;
     expect(done.id).toBe(first.id);
     expect(done.status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
@@ -112,10 +102,10 @@ describe('A2A discovery and errors through the platform (open loopback platform)
 
   it('is discovered and called by the official SDK client from the workspace A2A URL: send and stream', async () => {
     const client = await factory().createFromUrl(`${platform.url}/workspaces/${ws.root.id}/a2a`);
-    const sent = await client.sendMessage({ tenant: '', message: userText('What is your name?'), configuration: undefined, metadata: undefined });
+    const sent = await client.sendMessage({ tenant: '', message: userMessage('What is your name?'), configuration: undefined, metadata: undefined });
     expect(replyText(sent)).toContain('root');
     let streamed = '';
-    for await (const ev of client.sendMessageStream({ tenant: '', message: userText('Who are you?'), configuration: undefined, metadata: undefined })) {
+    for await (const ev of client.sendMessageStream({ tenant: '', message: userMessage('Who are you?'), configuration: undefined, metadata: undefined })) {
       const p = ev.payload as any;
       if (p?.$case === 'message') streamed += replyText(p.value);
       if (p?.$case === 'artifactUpdate') streamed += replyText(p.value.artifact);
@@ -196,7 +186,7 @@ describe('A2A discovery and errors through the platform (open loopback platform)
     expect((await as('a1').call('GET', '/workspaces')).status).toBe(403);
     // Agent to agent with the standard client: the workspace token as bearer reaches the parent, not the grandparent.
     const toParent = await factory(agentTokens(ws.a1).workspace).createFromUrl(`${platform.url}/workspaces/${ws.a.id}/a2a`);
-    expect(replyText(await toParent.sendMessage({ tenant: '', message: userText('What is your name?'), configuration: undefined, metadata: undefined }))).toMatch(/\ba\b/);
+    expect(replyText(await toParent.sendMessage({ tenant: '', message: userMessage('What is your name?'), configuration: undefined, metadata: undefined }))).toMatch(/\ba\b/);
     await expect(factory(agentTokens(ws.a1).workspace).createFromUrl(`${platform.url}/workspaces/${ws.root.id}/a2a`)).rejects.toThrow(/403/);
   });
 
@@ -286,7 +276,7 @@ describe('A2A discovery with an admin token and MOLECULE_PUBLIC_URL', () => {
     const a2a = `${platform.url}/workspaces/${id}/a2a`;
     await expect(factory().createFromUrl(a2a)).rejects.toThrow(/401/);
     const client = await factory(ADMIN).createFromUrl(a2a);
-    expect(replyText(await client.sendMessage({ tenant: '', message: userText('What is your name?'), configuration: undefined, metadata: undefined }))).toContain('guarded');
+    expect(replyText(await client.sendMessage({ tenant: '', message: userMessage('What is your name?'), configuration: undefined, metadata: undefined }))).toContain('guarded');
     // Authentication failures come before any JSON-RPC handling: still 401.
     const bad = await api(platform.url, 'nope').call('POST', `/workspaces/${id}/a2a`, { jsonrpc: '2.0', id: 1, method: 'message/send', params: {} });
     expect(bad.status).toBe(401);
