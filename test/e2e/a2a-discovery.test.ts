@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
-import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory } from '@a2a-js/sdk/client';
+import { Client, ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory } from '@a2a-js/sdk/client';
+import { isLegacyAgentCard } from '@a2a-js/sdk/compat/v0_3/client';
 import { TaskState } from '@a2a-js/sdk';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,20 +17,95 @@ const logger = pino({ level: 'silent' });
 const replyText = (r: any): string =>
   (r?.parts ?? r?.status?.message?.parts ?? []).map((p: any) => (p.content?.$case === 'text' ? p.content.value : '')).join('');
 
-/** The official SDK client; with a token, every request (card and JSON-RPC) carries it as a bearer. */
-function factory(token?: string): ClientFactory {
-  if (!token) return new ClientFactory();
-  const fetchImpl: typeof fetch = (input, init) => {
+/** JSON-RPC method names the SDK clients put on the wire, in order: which protocol version they really spoke. */
+const wire: string[] = [];
+
+/** A fetch that carries the token, when there is one, as a bearer on every request (card and JSON-RPC). */
+function bearerFetch(token?: string): typeof fetch {
+  return (input, init) => {
     const headers = new Headers(init?.headers);
-    headers.set('authorization', `Bearer ${token}`);
+    if (token) headers.set('authorization', `Bearer ${token}`);
+    if (typeof init?.body === 'string') wire.push(JSON.parse(init.body).method);
     return fetch(input, { ...init, headers });
   };
+}
+
+/** The official SDK client, v1.0 transport. */
+function factory(token?: string): ClientFactory {
+  const fetchImpl = bearerFetch(token);
   return new ClientFactory(
     ClientFactoryOptions.createFrom(ClientFactoryOptions.default, {
-      transports: [new JsonRpcTransportFactory({ fetchImpl })],
-      cardResolver: new DefaultAgentCardResolver({ fetchImpl }),
+      transports: [new JsonRpcTransportFactory({ fetchImpl, legacyCompat: { enabled: true } })],
+      cardResolver: new DefaultAgentCardResolver({ fetchImpl, legacyCompat: { enabled: true } }),
     }),
   );
+}
+
+/**
+ * The official SDK client as a v0.3 client finds the workspace: the card fetched without A2A-Version (so the
+ * platform serves the v0.3 shape), translated by the SDK's own v0.3 compat layer, which makes the client speak
+ * the v0.3 JSON-RPC wire format (message/send, tasks/get, tasks/cancel).
+ */
+async function legacyClient(a2aUrl: string, token?: string): Promise<Client> {
+  const fetchImpl = bearerFetch(token);
+  const res = await fetchImpl(`${a2aUrl}/.well-known/agent-card.json`);
+  expect(res.status).toBe(200);
+  // The card carries both shapes; a v0.3 reader knows only url/preferredTransport/additionalInterfaces.
+  const { supportedInterfaces: _v1Only, ...raw } = await res.json();
+  expect(isLegacyAgentCard(raw)).toBe(true);
+  const card = new DefaultAgentCardResolver({ fetchImpl, legacyCompat: { enabled: true } }).normalizeAgentCard(raw);
+  card.supportedInterfaces = card.supportedInterfaces.filter((i) => i.protocolVersion === '0.3');
+  expect(card.supportedInterfaces.map((i) => i.url)).toEqual([a2aUrl]);
+  return factory(token).createFromAgentCard(card);
+}
+
+const sdkClient = (version: '1.0' | '0.3', a2aUrl: string, token?: string): Promise<Client> =>
+  version === '1.0' ? factory(token).createFromUrl(a2aUrl) : legacyClient(a2aUrl, token);
+
+/** Everything a stream says, in order: messages, artifact chunks and status messages. */
+async function streamText(client: Client, text: string): Promise<string> {
+  let streamed = '';
+  for await (const ev of client.sendMessageStream({ tenant: '', message: userMessage(text), configuration: undefined, metadata: undefined })) {
+    const p = ev.payload as any;
+    if (p?.$case === 'message') streamed += replyText(p.value);
+    if (p?.$case === 'artifactUpdate') streamed += replyText(p.value.artifact);
+    if (p?.$case === 'statusUpdate') streamed += replyText(p.value.status?.message);
+  }
+  return streamed;
+}
+
+const nonBlocking = { acceptedOutputModes: [], taskPushNotificationConfig: undefined, returnImmediately: true, historyLength: undefined };
+
+/**
+ * The task methods through the platform: a question (the built-in responder asks which fact when none is named)
+ * waits for input; tasks/get honours historyLength; the task is canceled, and canceling a completed task is refused
+ * with the A2A error (not a transport failure); an unknown task id is "task not found".
+ */
+async function cancelAndHistory(client: Client, version: '1.0' | '0.3'): Promise<void> {
+  wire.length = 0;
+  const first = (await client.sendMessage({ tenant: '', message: userMessage('Tell me a fact'), configuration: nonBlocking, metadata: undefined })) as any;
+  expect(first.id, JSON.stringify(first)).toMatch(/\S/);
+  const asked = await waitFor('the task to wait for input', async () => {
+    const t = (await client.getTask({ tenant: '', id: first.id })) as any;
+    return t.status?.state === TaskState.TASK_STATE_INPUT_REQUIRED && t;
+  }, 10_000, 50);
+  expect(asked.history.length).toBeGreaterThanOrEqual(2);
+  const one = (await client.getTask({ tenant: '', id: first.id, historyLength: 1 })) as any;
+  expect(one.history).toHaveLength(1);
+  expect(one.history[0]).toEqual(asked.history.at(-1));
+  expect(((await client.getTask({ tenant: '', id: first.id, historyLength: 0 })) as any).history).toEqual([]);
+  const canceled = (await client.cancelTask({ tenant: '', id: first.id, metadata: undefined })) as any;
+  expect(canceled).toMatchObject({ id: first.id, contextId: asked.contextId, status: { state: TaskState.TASK_STATE_CANCELED } });
+  expect(((await client.getTask({ tenant: '', id: first.id })) as any).status.state).toBe(TaskState.TASK_STATE_CANCELED);
+  // Canceling a canceled task is idempotent (the SDK's rule); a completed task cannot be canceled.
+  expect(((await client.cancelTask({ tenant: '', id: first.id, metadata: undefined })) as any).status.state).toBe(TaskState.TASK_STATE_CANCELED);
+  const quick = (await client.sendMessage({ tenant: '', message: userMessage('What is your name?'), configuration: nonBlocking, metadata: undefined })) as any;
+  await waitFor('the quick task to complete', async () =>
+    ((await client.getTask({ tenant: '', id: quick.id })) as any).status?.state === TaskState.TASK_STATE_COMPLETED, 10_000, 50);
+  await expect(client.cancelTask({ tenant: '', id: quick.id, metadata: undefined })).rejects.toThrow(/cancel/i);
+  await expect(client.getTask({ tenant: '', id: crypto.randomUUID() })).rejects.toThrow(/not found/i);
+  const methods = version === '1.0' ? ['SendMessage', 'GetTask', 'CancelTask'] : ['message/send', 'tasks/get', 'tasks/cancel'];
+  expect([...new Set(wire)].sort()).toEqual(methods.sort());
 }
 
 /** A GET with a Host header of our choosing (fetch may not set one). */
@@ -80,7 +156,6 @@ describe('A2A discovery and errors through the platform (open loopback platform)
 
   it('tasks through the platform with the official SDK client: non-blocking send, tasks/get, multi-turn with input-required', async () => {
     const client = await factory().createFromUrl(`${platform.url}/workspaces/${ws.root.id}/a2a`);
-    const nonBlocking = { acceptedOutputModes: [], taskPushNotificationConfig: undefined, returnImmediately: true, historyLength: undefined };
     // The built-in responder asks which fact when none is named: the task waits for input.
     const first = (await client.sendMessage({ tenant: '', message: userMessage('Tell me a fact'), configuration: nonBlocking, metadata: undefined })) as any;
     expect(first.id, JSON.stringify(first)).toMatch(/\S/);
@@ -100,17 +175,15 @@ describe('A2A discovery and errors through the platform (open loopback platform)
     expect(again.contextId).toBe(asked.contextId);
   });
 
+  it.each(['1.0', '0.3'] as const)('tasks/cancel and historyLength through the platform, SDK client on v%s', async (version) => {
+    await cancelAndHistory(await sdkClient(version, `${platform.url}/workspaces/${ws.root.id}/a2a`), version);
+  });
+
   it('is discovered and called by the official SDK client from the workspace A2A URL: send and stream', async () => {
     const client = await factory().createFromUrl(`${platform.url}/workspaces/${ws.root.id}/a2a`);
     const sent = await client.sendMessage({ tenant: '', message: userMessage('What is your name?'), configuration: undefined, metadata: undefined });
     expect(replyText(sent)).toContain('root');
-    let streamed = '';
-    for await (const ev of client.sendMessageStream({ tenant: '', message: userMessage('Who are you?'), configuration: undefined, metadata: undefined })) {
-      const p = ev.payload as any;
-      if (p?.$case === 'message') streamed += replyText(p.value);
-      if (p?.$case === 'artifactUpdate') streamed += replyText(p.value.artifact);
-      if (p?.$case === 'statusUpdate') streamed += replyText(p.value.status?.message);
-    }
+    const streamed = await streamText(client, 'Who are you?');
     expect(streamed).toContain('root');
   });
 
@@ -282,6 +355,14 @@ describe('A2A discovery with an admin token and MOLECULE_PUBLIC_URL', () => {
     expect(bad.status).toBe(401);
     expect((await api(platform.url).call('POST', `/workspaces/${id}/a2a`, { jsonrpc: '2.0', id: 1 })).status).toBe(401);
     expect((await api(platform.url).call('GET', '/agents')).status).toBe(401);
+  });
+
+  it.each(['1.0', '0.3'] as const)('with the admin token: send, stream and the task methods, SDK client on v%s', async (version) => {
+    const client = await sdkClient(version, `${publicUrl}/workspaces/${id}/a2a`, ADMIN);
+    expect(replyText(await client.sendMessage({ tenant: '', message: userMessage('What is your name?'), configuration: undefined, metadata: undefined }))).toContain('guarded');
+    const streamed = await streamText(client, 'Who are you?');
+    expect(streamed).toContain('guarded');
+    await cancelAndHistory(client, version);
   });
 
   it('publishes MOLECULE_PUBLIC_URL and a required bearer in the card, whatever the Host', async () => {
