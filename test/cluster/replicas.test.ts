@@ -34,7 +34,11 @@ describe.runIf(HAVE_POSTGRES)('many replicas on one Postgres (Fly simulator, bal
   const get = async (i: number, id: string) => (await r(i).call('GET', `/workspaces/${id}`)).body;
   /** The app's machines as the Machines API lists them (a 429 is waited out), per workspace id. */
   const machinesOf = async (id: string) => {
-    const res = await flyctl(c.sim!, 'GET', `/v1/apps/${c.app}/machines`);
+    // The test shares the app's rate limit with three replicas: a 429 is a reason to wait, not a failure.
+    const res = await waitFor('the machine list (past any 429)', async () => {
+      const got = await flyctl(c.sim!, 'GET', `/v1/apps/${c.app}/machines`);
+      return got.status !== 429 && got;
+    }, 30_000, 500);
     expect(res.status, JSON.stringify(res.body)).toBe(200);
     return (res.body as any[]).filter((m) => m.config?.metadata?.molecule_workspace_id === id && !/destroy/.test(m.state));
   };
