@@ -120,12 +120,26 @@ dockerDescribe(
       expect(seen).not.toMatch(/agent listening/);
     });
 
-    it('keeps /workspace across a restart, which makes a new container', async () => {
+    it('keeps /workspace across a restart, which makes a new container, and with it the agent’s tasks', async () => {
       const before = await containerId();
       expect((await nodeEval(await container(), "require('fs').writeFileSync('/workspace/notes.txt', 'still here'); console.log('ok')")).out).toBe('ok');
+      // A task left waiting for input (the built-in responder asks which fact) lives in the agent's state dir on the volume.
+      const rpc = (method: string, params: unknown) => http.call('POST', `/workspaces/${ws}/a2a`, { jsonrpc: '2.0', id: method, method, params });
+      const message = (text: string, taskId?: string) => ({ kind: 'message', role: 'user', messageId: crypto.randomUUID(), parts: [{ kind: 'text', text }], ...(taskId ? { taskId } : {}) });
+      const task = (await rpc('message/send', { message: message('Tell me a fact'), configuration: { blocking: false } })).body.result;
+      expect(task, JSON.stringify(task)).toMatchObject({ kind: 'task' });
+      const asked = await waitFor('the task to wait for input', async () => {
+        const t = (await rpc('tasks/get', { id: task.id })).body.result;
+        return t?.status?.state === 'input-required' && t;
+      }, 10_000, 50);
+      expect((await nodeEval(await container(), "console.log(require('fs').existsSync('/workspace/.molecule/a2a-tasks.json'))")).out).toBe('true');
+
       expect((await http.call('POST', `/workspaces/${ws}/restart`)).status).toBe(202);
       await waitReady(http, ws, { what: 'ready after restart', until: async () => (await containerId()) !== before, timeoutMs: 60_000 });
       expect((await nodeEval(await container(), "console.log(require('fs').readFileSync('/workspace/notes.txt', 'utf8'))")).out).toBe('still here');
+      expect((await rpc('tasks/get', { id: asked.id })).body.result).toMatchObject({ id: asked.id, status: { state: 'input-required' } });
+      const answered = (await rpc('message/send', { message: message('your region', asked.id) })).body.result;
+      expect(answered).toMatchObject({ id: asked.id, contextId: asked.contextId, status: { state: 'completed' } });
       await expect(docker.getContainer(before).inspect()).rejects.toMatchObject({ statusCode: 404 });
       expect((await ask('What region are you running in?')).body.result.parts[0].text).toMatch(/local/);
     }, 90_000);

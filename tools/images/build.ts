@@ -26,8 +26,10 @@ import { imageFor, RUNTIMES } from '../../src/core/runtimes.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** Where the Docker tests look for their images (see test/docker/support.ts). */
 export const TEST_IMAGE_TEMPLATE = 'localhost/molecule-test/workspace-{runtime}:test';
-/** The unprivileged user agents run as (also the owner of /workspace). */
+/** The unprivileged user agents run as (the runtime Dockerfiles give it /workspace). */
 const AGENT_UID = 1000;
+/** Bumped when the base's contents change, so an older base of the same node is imported again. */
+const BASE_LAYOUT = '2';
 
 /**
  * A base image holding this host's node: `localhost/molecule-node:<version>`. Imported only when the tag is missing
@@ -38,7 +40,8 @@ export async function buildHostBase(docker: Docker, log: (s: string) => void = (
   const node = fs.realpathSync(process.execPath);
   const sha = crypto.createHash('sha256').update(fs.readFileSync(node)).digest('hex');
   const existing = await docker.getImage(tag).inspect().catch(() => undefined);
-  if (existing?.Config?.Labels?.['molecule.node_sha256'] === sha) return tag;
+  const labels = existing?.Config?.Labels ?? {};
+  if (labels['molecule.node_sha256'] === sha && labels['molecule.base_layout'] === BASE_LAYOUT) return tag;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'molecule-base-'));
   try {
     const root = path.join(dir, 'rootfs');
@@ -49,17 +52,15 @@ export async function buildHostBase(docker: Docker, log: (s: string) => void = (
     write(root, '/etc/nsswitch.conf', 'passwd: files\ngroup: files\nhosts: files dns\n');
     for (const d of ['/tmp', '/root', '/proc', '/sys', '/dev']) fs.mkdirSync(path.join(root, d), { recursive: true });
     fs.chmodSync(path.join(root, 'tmp'), 0o1777);
-    const owned = path.join(dir, 'owned');
-    fs.mkdirSync(path.join(owned, 'workspace'), { recursive: true, mode: 0o755 });
-    // Root owns the system; the agent user owns /workspace (a new named volume copies that ownership).
+    // Root owns everything. Like node:20-bookworm-slim there is no /workspace: each runtime's Dockerfile makes it
+    // and gives it to the agent user, so an image built on either base has the same, writable, volume.
     const tarball = path.join(dir, 'rootfs.tar');
     execFileSync('tar', ['-C', root, '--owner=0', '--group=0', '--numeric-owner', '-cf', tarball, '.']);
-    execFileSync('tar', ['-C', owned, `--owner=${AGENT_UID}`, `--group=${AGENT_UID}`, '--numeric-owner', '-rf', tarball, 'workspace']);
     log(`importing ${tag} (${(fs.statSync(tarball).size / 1e6).toFixed(0)} MB: ${node} and its libraries)`);
     const stream = await docker.importImage(tarball, {
       repo: tag.slice(0, tag.lastIndexOf(':')),
       tag: tag.slice(tag.lastIndexOf(':') + 1),
-      changes: ['ENV PATH=/usr/local/bin:/usr/bin:/bin', 'CMD ["node"]', `LABEL molecule.node_sha256=${sha}`],
+      changes: ['ENV PATH=/usr/local/bin:/usr/bin:/bin', 'CMD ["node"]', `LABEL molecule.node_sha256=${sha}`, `LABEL molecule.base_layout=${BASE_LAYOUT}`],
     } as object);
     await drain(docker, stream);
     return tag;
@@ -103,7 +104,7 @@ export async function buildImages(docker: Docker, opts: BuildOptions = {}): Prom
   const made: string[] = [];
   for (const runtime of RUNTIMES) {
     const dockerfile = `images/${runtime}/Dockerfile`;
-    const files = ['dist/agent.mjs'];
+    const files = ['dist/agent.mjs', `images/${runtime}/workspace`];
     if (!opts.testOnly) {
       const tag = imageFor(runtime, opts.template ?? (process.env.MOLECULE_RUNTIME_IMAGE || DEFAULT_RUNTIME_IMAGE));
       await buildImage(docker, dockerfile, tag, { BASE_IMAGE: base }, files, log);
