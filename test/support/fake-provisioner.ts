@@ -30,6 +30,8 @@ export class FakeProvisioner implements Provisioner {
   failDestroy: Error | undefined;
   /** While set, start/restart/resume wait for it (or for the launch's abort signal). */
   hold: Promise<void> | undefined;
+  /** Where the instances' agents answer; a test may point them at an HTTP server of its own. */
+  agentUrl: (instanceId: string) => string = (id) => `http://fake.invalid/${id}`;
   private seq = 0;
   private readonly listeners = new Set<(ev: InstanceEvent) => void>();
 
@@ -68,7 +70,7 @@ export class FakeProvisioner implements Provisioner {
     inst.state = 'running';
     inst.env = spec.env;
     this.instances.set(inst.id, inst);
-    return { instanceId: inst.id, url: `http://fake.invalid/${inst.id}`, details: { fake: true } };
+    return { instanceId: inst.id, url: this.agentUrl(inst.id), details: { fake: true } };
   }
 
   start(spec: InstanceSpec): Promise<InstanceHandle> {
