@@ -44,6 +44,25 @@ export class Api {
     return (text ? JSON.parse(text) : undefined) as T;
   }
 
+  /**
+   * Every page of a paged list (GET /workspaces): follows the X-Next-Cursor header, `pageSize` rows a request,
+   * until the list ends or `max` rows have come.
+   */
+  async pages<T = any>(path: string, opts: { pageSize?: number; max?: number } = {}): Promise<T[]> {
+    const out: T[] = [];
+    const max = opts.max ?? Infinity;
+    let cursor: string | null = null;
+    do {
+      const u = new URL(path, 'http://x');
+      u.searchParams.set('limit', String(Math.min(opts.pageSize ?? 500, Math.max(1, max - out.length))));
+      if (cursor) u.searchParams.set('cursor', cursor);
+      const res = await this.fetch('GET', `${u.pathname}?${u.searchParams}`);
+      out.push(...((await res.json()) as T[]));
+      cursor = res.headers.get('x-next-cursor');
+    } while (cursor && out.length < max);
+    return out;
+  }
+
   /** Server-sent events of a GET or POST, as parsed JSON payloads. */
   async *sse(method: string, path: string, body?: unknown): AsyncGenerator<{ type: string; data: any }> {
     const res = await this.fetch(method, path, body, 'text/event-stream');

@@ -49,14 +49,24 @@ function program(): Command {
   cli
     .command('ls')
     .alias('list')
-    .description('list workspaces')
+    .description('list workspaces, oldest first (every page of the list unless --limit)')
     .option('-s, --status <statuses>', 'only these statuses, comma-separated (removed ones only when asked for)')
-    .action(async (o: { status?: string }) => {
+    .option('-q, --search <text>', 'only workspaces whose name contains this, ignoring case')
+    .option('--parent <workspace>', 'only the children of this workspace (id, prefix or name)')
+    .option('-n, --limit <n>', 'at most this many workspaces (default: all of them, fetched 500 a request)', (v) => positiveInt(v, '--limit'))
+    .addHelpText('after', '\nThe API gives the list in pages (GET /workspaces?limit=&cursor=); ls follows them to the end, or to --limit.')
+    .action(async (o: { status?: string; search?: string; parent?: string; limit?: number }) => {
       const { api, json } = ctx();
-      const list = await api.json<Workspace[]>('GET', `/workspaces${o.status ? `?status=${encodeURIComponent(o.status)}` : ''}`);
+      const q = new URLSearchParams();
+      if (o.status) q.set('status', o.status);
+      if (o.search) q.set('q', o.search);
+      if (o.parent) q.set('parent_id', await resolveWorkspace(api, o.parent));
+      const list = await api.pages<Workspace>(`/workspaces${q.size ? `?${q}` : ''}`, { max: o.limit });
       print(json, list, () =>
         list.length === 0
-          ? 'no workspaces (create one with: molecule create <name>)'
+          ? q.size
+            ? 'no workspace matches'
+            : 'no workspaces (create one with: molecule create <name>)'
           : table(
               ['ID', 'NAME', 'STATUS', 'TIER', 'REGION', 'BACKEND', 'HEARTBEAT', 'TASK'],
               list.map((w) => [
@@ -257,6 +267,12 @@ type CreateOpts = {
   wait?: boolean;
   timeout: number;
 };
+
+function positiveInt(v: string, what: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new ApiCallError(0, 'usage', `${what} must be a positive integer, got "${v}"`);
+  return n;
+}
 
 function collectPairs(pair: string, acc: Record<string, string>): Record<string, string> {
   const eq = pair.indexOf('=');

@@ -8,7 +8,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  */
 export async function resolveWorkspace(api: Api, ref: string): Promise<string> {
   if (UUID.test(ref)) return ref.toLowerCase();
-  const all = await api.json<{ id: string; name: string; status: string }[]>('GET', '/workspaces');
+  const all = await api.pages<{ id: string; name: string; status: string }>('/workspaces');
   const byName = all.filter((w) => w.name === ref);
   const byPrefix = ref.length >= 4 ? all.filter((w) => w.id.startsWith(ref.toLowerCase())) : [];
   const matches = [...new Map([...byName, ...byPrefix].map((w) => [w.id, w])).values()];

@@ -4,12 +4,31 @@
  */
 import type { PlatformEvent, Workspace, WorkspaceStatus } from './types.js';
 
+/** Where a page walk stands: the last row's creation time and id (both never change). */
+export interface PagePosition {
+  createdAt: string;
+  id: string;
+}
+
+export interface WorkspacePageFilter {
+  status?: WorkspaceStatus[];
+  parentId?: string;
+  /** Case-insensitive substring of the name. */
+  q?: string;
+}
+
 export interface WorkspaceStore {
   insert(w: Workspace): Promise<void>;
   get(id: string): Promise<Workspace | undefined>;
   byIdempotencyKey(key: string): Promise<Workspace | undefined>;
   /** In creation order; removed ones only when asked for (or named in `status`). */
   list(filter?: { status?: WorkspaceStatus[]; parentId?: string; includeRemoved?: boolean }): Promise<Workspace[]>;
+  /**
+   * One page in (created_at, id) order, strictly after `after`: a keyset walk on indexes, so its cost is the page,
+   * not the table. `q` matches names case-insensitively anywhere in them. `limit + 1` rows are read to know whether
+   * there is a next page; `next` is the last row's position when there is.
+   */
+  page(filter: WorkspacePageFilter, opts: { limit: number; after?: PagePosition }): Promise<{ items: Workspace[]; next: PagePosition | null }>;
   countByStatus(): Promise<Record<string, number>>;
   update(id: string, patch: Partial<Workspace>): Promise<void>;
   /** Compare-and-set on the status and the time it was set: applies only while neither has changed. */

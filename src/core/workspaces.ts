@@ -7,7 +7,7 @@ import { ApiError } from './errors.js';
 import type { EventBus } from './events.js';
 import { AgentRegistry } from './registry.js';
 import { WorkspaceTokens } from './tokens.js';
-import type { SecretStore, TokenStore, Transact, WorkspaceStore } from './ports.js';
+import type { PagePosition, SecretStore, TokenStore, Transact, WorkspacePageFilter, WorkspaceStore } from './ports.js';
 import { secretAad } from './secrets.js';
 import { ACTIONS, canTransition, ROUTABLE, type Action } from './status.js';
 import type { LaunchKind, Tier, Workspace, WorkspaceStatus } from './types.js';
@@ -107,6 +107,11 @@ export class WorkspaceService {
 
   list(filter: { status?: WorkspaceStatus[]; parentId?: string }): Promise<Workspace[]> {
     return this.d.workspaces.list(filter);
+  }
+
+  /** One page of the list (GET /workspaces): removed ones only when asked for by status. */
+  page(filter: WorkspacePageFilter, opts: { limit: number; after?: PagePosition }): Promise<{ items: Workspace[]; next: PagePosition | null }> {
+    return this.d.workspaces.page(filter, opts);
   }
 
   // ---- create --------------------------------------------------------------------------------------------

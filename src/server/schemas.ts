@@ -85,7 +85,65 @@ const StatusList = z
   .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
   .pipe(z.array(z.enum(WORKSPACE_STATUSES, { error: `must be one or more of ${WORKSPACE_STATUSES.join(', ')}` })));
 
-export const ListQuery = z.object({ status: StatusList.optional(), parent_id: WorkspaceId.optional() }).strict();
+/** GET /workspaces pages: `limit` rows (default and maximum below), then the next page from `cursor`. */
+export const LIST_DEFAULT_LIMIT = 100;
+export const LIST_MAX_LIMIT = 500;
+
+/**
+ * A page cursor is opaque to clients: base64url of `[created_at, id]` of the last row of the previous page, the
+ * position of a keyset walk in (created_at, id) order. Both never change, so a cursor stays valid for ever and
+ * pages never repeat or skip a row that existed when the walk began, whatever is created or deleted meanwhile.
+ */
+export function encodeCursor(p: { createdAt: string; id: string }): string {
+  return Buffer.from(JSON.stringify([p.createdAt, p.id])).toString('base64url');
+}
+
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
+
+export function decodeCursor(cursor: string): { createdAt: string; id: string } | null {
+  if (!/^[A-Za-z0-9_-]{1,400}$/.test(cursor)) return null;
+  try {
+    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (!Array.isArray(v) || v.length !== 2 || typeof v[0] !== 'string' || typeof v[1] !== 'string') return null;
+    if (!ISO_TIME.test(v[0]) || !WorkspaceId.safeParse(v[1]).success) return null;
+    return { createdAt: v[0], id: v[1] };
+  } catch {
+    return null;
+  }
+}
+
+const Cursor = z
+  .string()
+  .transform((s, ctx) => {
+    const p = decodeCursor(s);
+    if (!p) {
+      ctx.addIssue({ code: 'custom', message: "is not a cursor this platform gave out (take it from the last page's Link or X-Next-Cursor header)" });
+      return z.NEVER;
+    }
+    return p;
+  })
+  .describe("the next page: the X-Next-Cursor header (or the Link rel=\"next\" URL) of the previous page");
+
+export const ListQuery = z
+  .object({
+    status: StatusList.optional(),
+    parent_id: WorkspaceId.optional(),
+    q: z
+      .string()
+      .max(255, 'must be at most 255 characters')
+      .transform((s) => s.trim())
+      .optional()
+      .describe('only workspaces whose name contains this, ignoring case'),
+    limit: z.coerce
+      .number({ error: `must be an integer from 1 to ${LIST_MAX_LIMIT}` })
+      .int(`must be an integer from 1 to ${LIST_MAX_LIMIT}`)
+      .min(1, `must be an integer from 1 to ${LIST_MAX_LIMIT}`)
+      .max(LIST_MAX_LIMIT, `must be an integer from 1 to ${LIST_MAX_LIMIT}`)
+      .optional()
+      .describe(`rows per page: default ${LIST_DEFAULT_LIMIT}, at most ${LIST_MAX_LIMIT}`),
+    cursor: Cursor.optional(),
+  })
+  .strict();
 
 export const DeleteQuery = z.object({ confirm: z.enum(['true', 'false', '1', '0']).optional() }).strict();
 

@@ -131,6 +131,24 @@ function migrations(kind: DialectKind): Record<string, Migration> {
         }
       },
     },
+    '0003_workspace_pages': {
+      async up(db: Kysely<any>) {
+        // GET /workspaces is a keyset walk in (created_at, id) order (repositories.ts, page): one index per filter
+        // that walks in that order, so a page costs its rows, not the table. These replace the single-column ones.
+        await db.schema.dropIndex('workspaces_status').execute();
+        await db.schema.dropIndex('workspaces_parent').execute();
+        await db.schema.createIndex('workspaces_status_page').on('workspaces').columns(['status', 'created_at', 'id']).execute();
+        await db.schema.createIndex('workspaces_parent_page').on('workspaces').columns(['parent_id', 'created_at', 'id']).execute();
+        // The unfiltered list (and a name search) leaves removed workspaces out; they pile up over time, so the
+        // index holds live ones only. It carries the name, so a search reads the index and only the matching rows.
+        await db.schema
+          .createIndex('workspaces_live_page')
+          .on('workspaces')
+          .columns(['created_at', 'id', 'name'])
+          .where(sql.ref('status'), '<>', sql.lit('removed'))
+          .execute();
+      },
+    },
   };
 }
 

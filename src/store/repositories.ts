@@ -1,6 +1,6 @@
-import type { Kysely, Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Database, SecretRow, TokenRow, WorkspaceRow } from './schema.js';
-import type { EventLog, SecretRecord, SecretStore, Stores, TokenKind, TokenRecord, TokenStore, Transact, WorkspaceStore } from '../core/ports.js';
+import type { EventLog, PagePosition, SecretRecord, SecretStore, Stores, TokenKind, TokenRecord, TokenStore, Transact, WorkspacePageFilter, WorkspaceStore } from '../core/ports.js';
 import type { PlatformEvent, Workspace, WorkspaceStatus } from '../core/types.js';
 
 const json = <T>(s: string | null, fallback: T): T => (s == null ? fallback : (JSON.parse(s) as T));
@@ -70,6 +70,11 @@ function toColumns(p: Partial<Workspace>): Partial<WorkspaceRow> {
   return c;
 }
 
+/** A LIKE pattern matching `s` anywhere, with LIKE's own wildcards in `s` taken literally (escape character '!'). */
+function likeSubstring(s: string): string {
+  return `%${s.replace(/[!%_]/g, (c) => `!${c}`)}%`;
+}
+
 export class WorkspaceRepo implements WorkspaceStore {
   constructor(private readonly db: Kysely<Database>) {}
 
@@ -96,6 +101,31 @@ export class WorkspaceRepo implements WorkspaceStore {
     else if (!filter.includeRemoved) q = q.where('status', '!=', 'removed');
     if (filter.parentId) q = q.where('parent_id', '=', filter.parentId);
     return (await q.execute()).map(toWorkspace);
+  }
+
+  /**
+   * A keyset page: `(created_at, id) > after`, in that order, `limit + 1` rows. Each filter has an index that walks
+   * in this order (migration 0003): no filter or `q` alone the partial index on live workspaces, `status` (one)
+   * (status, created_at, id), `parent_id` (parent_id, created_at, id). 'removed' is written as a literal, not a
+   * parameter, so both planners can match it against the partial index's predicate.
+   */
+  async page(filter: WorkspacePageFilter, opts: { limit: number; after?: PagePosition }): Promise<{ items: Workspace[]; next: PagePosition | null }> {
+    const rows = await this.pageQuery(filter, opts).execute();
+    const items = rows.slice(0, opts.limit).map(toWorkspace);
+    const last = items.at(-1);
+    return { items, next: rows.length > opts.limit && last ? { createdAt: last.createdAt, id: last.id } : null };
+  }
+
+  /** The query of one page (also for tests that EXPLAIN it). */
+  pageQuery(filter: WorkspacePageFilter, opts: { limit: number; after?: PagePosition }) {
+    let q = this.db.selectFrom('workspaces').selectAll();
+    if (filter.status?.length) q = q.where('status', 'in', filter.status);
+    else q = q.where(sql<boolean>`status <> 'removed'`);
+    if (filter.parentId) q = q.where('parent_id', '=', filter.parentId);
+    if (filter.q) q = q.where(sql<boolean>`lower(name) like ${likeSubstring(filter.q.toLowerCase())} escape '!'`);
+    const after = opts.after;
+    if (after) q = q.where(({ eb, refTuple, tuple }) => eb(refTuple('created_at', 'id'), '>', tuple(after.createdAt, after.id)));
+    return q.orderBy('created_at', 'asc').orderBy('id', 'asc').limit(opts.limit + 1);
   }
 
   async countByStatus(): Promise<Record<string, number>> {

@@ -5,8 +5,11 @@ import type { AppDeps } from '../app.js';
 import {
   CreateWorkspaceBody,
   DeleteQuery,
+  encodeCursor,
   ErrorBody,
   IdParams,
+  LIST_DEFAULT_LIMIT,
+  LIST_MAX_LIMIT,
   ListQuery,
   LogsQuery,
   PatchWorkspaceBody,
@@ -48,8 +51,31 @@ export function workspaceRoutes(deps: Pick<AppDeps, 'svc' | 'bus' | 'metrics'>):
 
     app.get(
       '/workspaces',
-      { schema: { tags, summary: 'List workspaces (removed ones only when asked for by status)', querystring: ListQuery, response: { 200: z.array(WorkspaceView), 400: ErrorBody } } },
-      async (req) => (await svc.list({ status: req.query.status, parentId: req.query.parent_id })).map(workspaceView),
+      {
+        schema: {
+          tags,
+          summary: 'List workspaces, a page at a time (removed ones only when asked for by status)',
+          description:
+            `Oldest first, in (created_at, id) order. The body stays a JSON array (one page); when there is more, the ` +
+            `answer carries \`X-Next-Cursor: <cursor>\` and \`Link: </workspaces?…&cursor=<cursor>>; rel="next"\` ` +
+            `(the same query with the cursor; without ?token=). \`limit\` defaults to ${LIST_DEFAULT_LIMIT}, at most ` +
+            `${LIST_MAX_LIMIT}. Filters (status, parent_id, q) combine with each other and with the cursor; keep them the ` +
+            `same from page to page. A row created after the walk began shows up only if it sorts after the cursor.`,
+          querystring: ListQuery,
+          response: { 200: z.array(WorkspaceView), 400: ErrorBody },
+        },
+      },
+      async (req, reply) => {
+        const { status, parent_id, q, cursor } = req.query;
+        const limit = req.query.limit ?? LIST_DEFAULT_LIMIT;
+        const { items, next } = await svc.page({ status, parentId: parent_id, q: q || undefined }, { limit, after: cursor });
+        if (next) {
+          const c = encodeCursor(next);
+          reply.header('x-next-cursor', c);
+          reply.header('link', `<${nextPageUrl(req.url, c)}>; rel="next"`);
+        }
+        return items.map(workspaceView);
+      },
     );
 
     app.get(
@@ -161,4 +187,12 @@ export function workspaceRoutes(deps: Pick<AppDeps, 'svc' | 'bus' | 'metrics'>):
 /** Log lines as written: one per line. Returning this generator returns the backend's (its finally blocks run). */
 async function* asLines(lines: AsyncIterable<string>): AsyncGenerator<string> {
   for await (const l of lines) yield `${l}\n`;
+}
+
+/** The request's own path and query with `cursor` set to the next page's (and never the ?token= it may carry). */
+function nextPageUrl(url: string, cursor: string): string {
+  const u = new URL(url, 'http://x');
+  u.searchParams.delete('token');
+  u.searchParams.set('cursor', cursor);
+  return `${u.pathname}?${u.searchParams}`;
 }

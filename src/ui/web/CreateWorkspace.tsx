@@ -1,4 +1,4 @@
-import { useState, type FormEvent } from 'react';
+import { useEffect, useState, type FormEvent } from 'react';
 import { ApiFailure, api, fieldErrors } from './api.js';
 import { Modal } from './bits.js';
 import { memory } from './format.js';
@@ -13,17 +13,38 @@ interface SecretRow {
 }
 
 /** The create form. The platform validates; its messages are shown next to the field they are about. */
-export function CreateWorkspace({ meta, workspaces, onClose, onCreated }: { meta: Meta; workspaces: Workspace[]; onClose: () => void; onCreated: (ws: Workspace) => void }) {
+export function CreateWorkspace({ meta, onClose, onCreated }: { meta: Meta; onClose: () => void; onCreated: (ws: Workspace) => void }) {
   const [name, setName] = useState('');
   const [role, setRole] = useState('');
   const [runtime, setRuntime] = useState(meta.default_runtime);
   const [tier, setTier] = useState(meta.default_tier);
   const [region, setRegion] = useState('');
   const [parent, setParent] = useState('');
+  const [parentQuery, setParentQuery] = useState('');
+  const [candidates, setCandidates] = useState<Workspace[]>([]);
   const [secrets, setSecrets] = useState<SecretRow[]>([]);
   const [errors, setErrors] = useState<Partial<Record<Field, string>>>({});
   const [general, setGeneral] = useState<string[]>([]);
   const [busy, setBusy] = useState(false);
+
+  // Parents come from the server, found by name: the fleet may hold far more workspaces than a list can show.
+  useEffect(() => {
+    let stale = false;
+    const t = setTimeout(() => {
+      const q = new URLSearchParams({ limit: '100' });
+      if (parentQuery.trim()) q.set('q', parentQuery.trim());
+      api<Workspace[]>('GET', `/workspaces?${q}`).then(
+        (list) => !stale && setCandidates(list.filter((w) => w.status !== 'removing')),
+        () => undefined,
+      );
+    }, 200);
+    return () => {
+      stale = true;
+      clearTimeout(t);
+    };
+  }, [parentQuery]);
+  const [chosen, setChosen] = useState<Workspace | null>(null);
+  const parentOptions = chosen && !candidates.some((w) => w.id === chosen.id) ? [chosen, ...candidates] : candidates;
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
@@ -118,15 +139,30 @@ export function CreateWorkspace({ meta, workspaces, onClose, onCreated }: { meta
             <label htmlFor="create-parent_id">
               Parent <span className="muted">(optional)</span>
             </label>
-            <select id="create-parent_id" value={parent} onChange={(e) => setParent(e.target.value)} {...a11y('parent_id')}>
+            <input
+              id="create-parent-search"
+              type="search"
+              aria-label="Find a parent by name"
+              placeholder="Find by name…"
+              value={parentQuery}
+              onChange={(e) => setParentQuery(e.target.value)}
+              autoComplete="off"
+            />
+            <select
+              id="create-parent_id"
+              value={parent}
+              onChange={(e) => {
+                setParent(e.target.value);
+                setChosen(parentOptions.find((w) => w.id === e.target.value) ?? null);
+              }}
+              {...a11y('parent_id')}
+            >
               <option value="">None</option>
-              {workspaces
-                .filter((w) => w.status !== 'removing')
-                .map((w) => (
-                  <option key={w.id} value={w.id}>
-                    {w.name}
-                  </option>
-                ))}
+              {parentOptions.map((w) => (
+                <option key={w.id} value={w.id}>
+                  {w.name}
+                </option>
+              ))}
             </select>
             {err('parent_id')}
           </div>

@@ -1,82 +1,143 @@
-import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
-import { ApiFailure, api } from './api.js';
+import { useCallback, useEffect, useRef, useState } from 'react';
+import { ApiFailure, api, request } from './api.js';
 import { Ago, ErrorNote, StatusBadge, TierBadge } from './bits.js';
 import { CreateWorkspace } from './CreateWorkspace.js';
 import { useNow } from './format.js';
 import { useLiveEvents, useLiveHeartbeats } from './live.js';
 import { href, useTitle } from './router.js';
-import type { Meta, PlatformEvent, Status, Workspace } from './types.js';
+import type { Health, Meta, PlatformEvent, Status, Workspace } from './types.js';
+
+/** Rows per page of the fleet: the server pages (GET /workspaces?limit=&cursor=), filters and searches. */
+export const PAGE_SIZE = 100;
+
+interface PageState {
+  rows: Workspace[];
+  /** The cursor this page was fetched from (undefined: the first page). */
+  from: string | undefined;
+  /** The next page's cursor (X-Next-Cursor), null on the last page. */
+  next: string | null;
+}
 
 export function Fleet({ meta }: { meta: Meta }) {
-  const [workspaces, setWorkspaces] = useState<Workspace[] | null>(null);
+  const [page, setPage] = useState<PageState | null>(null);
+  // Cursors of the pages before this one, for Previous (cursors only go forward).
+  const [back, setBack] = useState<Array<string | undefined>>([]);
+  const [counts, setCounts] = useState<Partial<Record<Status, number>>>({});
   const [error, setError] = useState<string | null>(null);
   const [query, setQuery] = useState('');
+  const [search, setSearch] = useState('');
   const [status, setStatus] = useState<Status | ''>('');
   const [creating, setCreating] = useState(false);
   const [created, setCreated] = useState<string | null>(null);
   const now = useNow();
   useTitle('Workspaces');
 
-  const loadAll = useCallback(async () => {
-    try {
-      setWorkspaces(await api<Workspace[]>('GET', '/workspaces'));
-      setError(null);
-    } catch (e) {
-      setError(`Could not list workspaces: ${(e as Error).message}`);
-    }
-  }, []);
-
+  // The search box asks the server once typing pauses.
   useEffect(() => {
-    void loadAll();
-  }, [loadAll]);
+    const t = setTimeout(() => setSearch(query.trim()), 250);
+    return () => clearTimeout(t);
+  }, [query]);
+
+  // Only the newest request's answer is shown: a slow earlier page never overwrites a later one.
+  const seq = useRef(0);
+  const load = useCallback(
+    async (from: string | undefined) => {
+      const mine = ++seq.current;
+      const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
+      if (status) q.set('status', status);
+      if (search) q.set('q', search);
+      if (from) q.set('cursor', from);
+      try {
+        const res = await request('GET', `/workspaces?${q}`);
+        const rows = (await res.json()) as Workspace[];
+        if (mine !== seq.current) return;
+        setPage({ rows, from, next: res.headers.get('x-next-cursor') });
+        setError(null);
+      } catch (e) {
+        if (mine !== seq.current) return;
+        setError(`Could not list workspaces: ${(e as Error).message}`);
+      }
+      api<Health>('GET', '/healthz').then(
+        (h) => setCounts(h.workspaces as Partial<Record<Status, number>>),
+        () => undefined,
+      );
+    },
+    [status, search],
+  );
+
+  // A new filter or search starts again at the first page.
+  useEffect(() => {
+    setBack([]);
+    void load(undefined);
+  }, [load]);
+
+  const reloadPage = useCallback(() => void load(page?.from), [load, page?.from]);
+
+  const goNext = () => {
+    if (!page?.next) return;
+    setBack((b) => [...b, page.from]);
+    void load(page.next);
+  };
+  const goPrev = () => {
+    if (!back.length) return;
+    const from = back[back.length - 1];
+    setBack((b) => b.slice(0, -1));
+    void load(from);
+  };
+
+  const setRows = (fn: (rows: Workspace[]) => Workspace[]) => setPage((p) => (p ? { ...p, rows: fn(p.rows) } : p));
 
   // Heartbeat times and current tasks arrive as pulses on the same socket; they patch the row in place.
   useLiveHeartbeats((p) =>
-    setWorkspaces((list) => list?.map((w) => (w.id === p.workspace_id ? { ...w, last_heartbeat_at: p.data.last_heartbeat_at, heartbeat: p.data.heartbeat } : w)) ?? list),
+    setRows((rows) => (rows.some((w) => w.id === p.workspace_id) ? rows.map((w) => (w.id === p.workspace_id ? { ...w, last_heartbeat_at: p.data.last_heartbeat_at, heartbeat: p.data.heartbeat } : w)) : rows)),
   );
 
-  // A burst of events for one workspace (created, status, steps …) becomes one fetch of it.
+  // A burst of events for one workspace (created, status, steps …) becomes one fetch of it when it is on this page.
+  // Events for others can change this page only where it could gain a row: the last page (new workspaces come
+  // last) or under a status filter (one may change into it); then the page is fetched again, at most every 500 ms.
+  const onPage = useRef(new Set<string>());
+  onPage.current = new Set(page?.rows.map((w) => w.id));
+  const mayGain = !!page && (page.next === null || status !== '');
   const pending = useRef(new Set<string>());
   const flush = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
-  const refreshOne = useCallback(async (id: string) => {
-    try {
-      const ws = await api<Workspace>('GET', `/workspaces/${id}`);
-      setWorkspaces((list) => upsert(list, ws));
-    } catch (e) {
-      if (e instanceof ApiFailure && (e.status === 410 || e.status === 404)) {
-        setWorkspaces((list) => list?.filter((w) => w.id !== id) ?? list);
+  const reloadSoon = useRef(false);
+  const refreshOne = useCallback(
+    async (id: string) => {
+      try {
+        const ws = await api<Workspace>('GET', `/workspaces/${id}`);
+        setRows((rows) => rows.flatMap((w) => (w.id !== id ? [w] : ws.status === 'removed' || (status && ws.status !== status) ? [] : [ws])));
+      } catch (e) {
+        if (e instanceof ApiFailure && (e.status === 410 || e.status === 404)) setRows((rows) => rows.filter((w) => w.id !== id));
       }
-    }
-  }, []);
+    },
+    [status],
+  );
   useLiveEvents(
     (ev: PlatformEvent) => {
       if (!ev.workspace_id || !ev.type.startsWith('workspace.')) return;
-      pending.current.add(ev.workspace_id);
+      if (onPage.current.has(ev.workspace_id)) pending.current.add(ev.workspace_id);
+      else if (mayGain) reloadSoon.current = true;
+      else return;
       clearTimeout(flush.current);
       flush.current = setTimeout(() => {
         const ids = [...pending.current];
         pending.current.clear();
-        ids.forEach((id) => void refreshOne(id));
-      }, 80);
+        if (reloadSoon.current) {
+          reloadSoon.current = false;
+          reloadPage();
+        } else ids.forEach((id) => void refreshOne(id));
+      }, reloadSoon.current ? 500 : 80);
     },
-    () => void loadAll(),
+    () => reloadPage(),
   );
 
-  const shown = useMemo(() => {
-    const q = query.trim().toLowerCase();
-    return (workspaces ?? []).filter((w) => {
-      if (status && w.status !== status) return false;
-      if (!q) return true;
-      return [w.name, w.role, w.id, w.runtime, w.region ?? '', w.backend, w.status, w.heartbeat?.current_task ?? '']
-        .some((s) => s.toLowerCase().includes(q));
-    });
-  }, [workspaces, query, status]);
-
-  const counts = useMemo(() => {
-    const c: Partial<Record<Status, number>> = {};
-    for (const w of workspaces ?? []) c[w.status] = (c[w.status] ?? 0) + 1;
-    return c;
-  }, [workspaces]);
+  const workspaces = page?.rows ?? null;
+  const shown = workspaces ?? [];
+  const live = Object.entries(counts).reduce((n, [s, c]) => (s === 'removed' ? n : n + (c ?? 0)), 0);
+  const total = search ? null : status ? (counts[status] ?? 0) : live;
+  const firstIndex = back.length * PAGE_SIZE;
+  const filtered = !!(search || status);
+  const empty = workspaces !== null && shown.length === 0 && back.length === 0 && !filtered && live === 0;
 
   return (
     <section aria-labelledby="fleet-title">
@@ -90,7 +151,7 @@ export function Fleet({ meta }: { meta: Meta }) {
       <div className="toolbar" role="search">
         <div className="field inline grow">
           <label htmlFor="fleet-search">Search</label>
-          <input id="fleet-search" type="search" placeholder="Name, role, id, region, task…" value={query} onChange={(e) => setQuery(e.target.value)} />
+          <input id="fleet-search" type="search" placeholder="Part of a name" value={query} onChange={(e) => setQuery(e.target.value)} />
         </div>
         <div className="field inline">
           <label htmlFor="fleet-status">Status</label>
@@ -112,7 +173,7 @@ export function Fleet({ meta }: { meta: Meta }) {
 
       {workspaces === null ? (
         <p className="muted">Loading workspaces…</p>
-      ) : workspaces.length === 0 ? (
+      ) : empty ? (
         <div className="empty card">
           <p>No workspaces yet.</p>
           <button type="button" className="primary" onClick={() => setCreating(true)}>
@@ -122,7 +183,9 @@ export function Fleet({ meta }: { meta: Meta }) {
       ) : (
         <>
           <p className="muted count" aria-live="polite">
-            {shown.length === workspaces.length ? `${workspaces.length} workspace${workspaces.length === 1 ? '' : 's'}` : `${shown.length} of ${workspaces.length} workspaces`}
+            {shown.length === 0
+              ? ''
+              : `${firstIndex + 1}–${firstIndex + shown.length}${total !== null ? ` of ${total}` : ''} ${filtered ? 'matching ' : ''}workspace${total === 1 ? '' : 's'}`}
           </p>
           <div className="table-wrap">
             <table className="fleet">
@@ -169,31 +232,35 @@ export function Fleet({ meta }: { meta: Meta }) {
             </table>
             {shown.length === 0 && <p className="muted">No workspace matches.</p>}
           </div>
+          {(back.length > 0 || page?.next) && (
+            <nav className="pager" aria-label="Pages">
+              <button type="button" onClick={goPrev} disabled={back.length === 0}>
+                Previous
+              </button>
+              <span className="muted">Page {back.length + 1}</span>
+              <button type="button" onClick={goNext} disabled={!page?.next}>
+                Next
+              </button>
+            </nav>
+          )}
         </>
       )}
 
       {creating && (
         <CreateWorkspace
           meta={meta}
-          workspaces={workspaces ?? []}
           onClose={() => setCreating(false)}
           onCreated={(ws) => {
             setCreating(false);
             setCreated(ws.id);
-            setWorkspaces((list) => upsert(list, ws));
+            // New workspaces sort last: the last page shows it now; elsewhere the count says it is there.
+            if (page?.next === null && (!status || ws.status === status) && (!search || ws.name.toLowerCase().includes(search.toLowerCase()))) {
+              setRows((rows) => (rows.some((w) => w.id === ws.id) ? rows : [...rows, ws]));
+            }
+            reloadPage();
           }}
         />
       )}
     </section>
   );
-}
-
-function upsert(list: Workspace[] | null, ws: Workspace): Workspace[] {
-  const rest = (list ?? []).filter((w) => w.id !== ws.id);
-  if (ws.status === 'removed') return rest;
-  const at = (list ?? []).findIndex((w) => w.id === ws.id);
-  if (at < 0) return [...rest, ws];
-  const next = [...(list ?? [])];
-  next[at] = ws;
-  return next;
 }
