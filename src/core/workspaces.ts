@@ -57,6 +57,8 @@ export interface AgentTarget {
   url: string;
   headers: Record<string, string>;
   token: string;
+  /** For the A2A access rules, without another read. */
+  parentId: string | null;
 }
 
 /**
@@ -84,7 +86,9 @@ export class WorkspaceService {
     this.tokens = new WorkspaceTokens(d);
     this.registry = new AgentRegistry({ ...d, tokens: this.tokens, transition: (...a) => this.transition(...a) });
     this.unsubscribe = d.bus.subscribe((ev) => {
-      if (ev.workspace_id) this.routes.delete(ev.workspace_id);
+      if (!ev.workspace_id) return;
+      this.routes.delete(ev.workspace_id);
+      this.tokens.forget(ev.workspace_id);
     });
   }
 
@@ -319,6 +323,8 @@ export class WorkspaceService {
    */
   async mayCall(caller: Workspace, targetId: string): Promise<boolean> {
     if (caller.id === targetId) return true;
+    const route = this.routes.get(targetId);
+    if (route) return inFamily(caller, { id: targetId, parentId: route.parentId });
     const target = await this.d.workspaces.get(targetId);
     if (!target) return false;
     return inFamily(caller, target);
@@ -336,7 +342,7 @@ export class WorkspaceService {
     }
     const token = await this.tokens.agentToken(id);
     if (!token) throw new ApiError(503, 'workspace_not_ready', `workspace ${id} has no agent token`);
-    const target = { url: ws.instance.url, headers: ws.instance.headers ?? {}, token };
+    const target = { url: ws.instance.url, headers: ws.instance.headers ?? {}, token, parentId: ws.parentId ?? null };
     // Only cache if nothing changed while we read; a concurrent event would have found no entry to drop.
     const again = await this.d.workspaces.get(id);
     if (again && again.status === ws.status && again.updatedAt === ws.updatedAt) this.routes.set(id, target);

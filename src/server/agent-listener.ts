@@ -41,7 +41,7 @@ export async function listenForAgents(app: App, opts: { host: string; port: numb
     if (!servedToAgents(req.method, path, req.headers.authorization)) {
       return refuse(res, 404, 'route_not_found', "only the agent-facing routes are served here (POST /registry/register, POST /registry/heartbeat, and with a workspace token POST /workspaces/:id/a2a and A2A discovery); use the platform's main address for the API");
     }
-    app.routing(req, res);
+    app.serve(req, res);
   });
   server.headersTimeout = 30_000;
   server.requestTimeout = 60_000;

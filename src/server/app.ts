@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
@@ -21,6 +22,7 @@ import type { WorkspaceService } from '../core/workspaces.js';
 import type { Store } from '../store/db.js';
 import type { WorkspaceStore } from '../core/ports.js';
 import type { Metrics } from './metrics.js';
+import { A2AProxy } from './a2a/proxy.js';
 import { a2aRoutes } from './routes/a2a.js';
 import { cardRoutes } from './routes/cards.js';
 import { eventRoutes } from './routes/events.js';
@@ -29,7 +31,7 @@ import { metaRoutes } from './routes/meta.js';
 import { registryRoutes } from './routes/registry.js';
 import { secretRoutes } from './routes/secrets.js';
 import { workspaceRoutes } from './routes/workspaces.js';
-import { installSecurity } from './security.js';
+import { Guard, installSecurity } from './security.js';
 import { isUiPath, uiRoutes } from './ui.js';
 
 export interface AppDeps {
@@ -49,11 +51,26 @@ export interface AppDeps {
   backendSelected?: string;
 }
 
-export type App = FastifyInstance<any, any, any, any, ZodTypeProvider>;
+export type App = FastifyInstance<any, any, any, any, ZodTypeProvider> & {
+  /** Serves a request that arrived elsewhere (the agent listener) exactly as the app's own server would. */
+  serve(req: IncomingMessage, res: ServerResponse): void;
+};
 
 /** Each route plugin takes only the services it uses (a Pick of these). */
 export async function buildApp(deps: AppDeps): Promise<App> {
+  const guard = new Guard(deps.config, deps.svc);
+  const proxy = new A2AProxy({ svc: deps.svc, metrics: deps.metrics, config: deps.config, guard, logger: deps.logger });
   const app = Fastify({
+    // The A2A proxy is served before Fastify's route stack: it is the hot path (see src/server/a2a/proxy.ts).
+    serverFactory: (handler, options) => {
+      const o = options as { http?: http.ServerOptions; keepAliveTimeout: number; requestTimeout: number; connectionTimeout: number };
+      const server = http.createServer(o.http ?? {}, (req, res) => (A2AProxy.matches(req) ? proxy.handle(req, res) : handler(req, res)));
+      // What Fastify sets on a server it makes itself.
+      server.keepAliveTimeout = o.keepAliveTimeout;
+      server.requestTimeout = o.requestTimeout;
+      server.setTimeout(o.connectionTimeout);
+      return server;
+    },
     loggerInstance: deps.logger,
     // Heartbeats would drown the log; errors and lifecycle changes are logged where they happen.
     logController: new LogController({ disableRequestLogging: true }),
@@ -80,7 +97,12 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   });
   // Before security: its hook marks upgrade requests, so a refused upgrade's socket is closed, not leaked.
   await app.register(fastifyWebsocket);
-  await installSecurity(app, { config: deps.config, svc: deps.svc, isPublicPath: isUiPath });
+  await installSecurity(app, { config: deps.config, svc: deps.svc, isPublicPath: isUiPath, guard });
+  app.decorate('serve', (req: IncomingMessage, res: ServerResponse) => (A2AProxy.matches(req) ? proxy.handle(req, res) : app.routing(req, res)));
+  app.addHook('onClose', async () => {
+    guard.close();
+    await proxy.close();
+  });
   app.addHook('onResponse', async (req, reply) => {
     const started = (req as any).startedAt as bigint | undefined;
     if (!started) return;
@@ -114,11 +136,11 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(secretRoutes(deps));
   await app.register(registryRoutes(deps));
   await app.register(eventRoutes(deps));
-  await app.register(a2aRoutes(deps));
+  await app.register(a2aRoutes({ config: deps.config, proxy }));
   await app.register(cardRoutes(deps));
   await app.register(metaRoutes(deps));
   await app.register(uiRoutes);
-  return app;
+  return app as App;
 }
 
 

@@ -1,6 +1,6 @@
-import fastifyRateLimit from '@fastify/rate-limit';
 import helmet from 'helmet';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { TokenBuckets } from '../util/token-bucket.js';
 import type { Config } from '../core/config.js';
 import { safeEqual } from '../core/crypto.js';
 import { ApiError } from '../core/errors.js';
@@ -46,23 +46,75 @@ export interface SecurityDeps {
   isPublicPath?: (path: string) => boolean;
 }
 
-/**
- * Security headers, authentication and rate limits, installed on the root instance before any route:
- * 0. helmet's headers (a strict CSP for the UI) on every answer;
- * 1. identify the caller (never throws, so the rate limiter can key on who it is);
- * 2. rate-limit per token (per client address when there is none);
- * 3. enforce: 401 without valid credentials, 403 for valid ones that may not do this (410 for a removed
- *    workspace's token on the agent routes).
- * All of it runs in onRequest, before the body is read and long before the schemas validate it: a caller who may
- * not use a route learns nothing about what the route expects.
- */
-export async function installSecurity(app: FastifyInstance<any, any, any, any, any>, deps: SecurityDeps): Promise<void> {
-  const { config, svc } = deps;
-  const isPublic = (path: string) => OPEN_PATHS.has(path) || (deps.isPublicPath?.(path) ?? false);
+/** A refusal by the rate limiter: the error to send, and Retry-After in seconds. */
+export interface Limited {
+  error: ApiError;
+  retryAfterS: number;
+}
 
-  // Headers first, so refusals (401, 403, 429) carry them too. One helmet middleware, built once: the fastify
-  // plugin rebuilds it (re-parsing the CSP) on every request, a measurable share of the A2A proxy's CPU.
-  const headers = helmet({
+/**
+ * What every request goes through, shared by the Fastify hooks and the A2A proxy's own front door (which runs
+ * outside Fastify's hook chain for speed, see src/server/a2a/proxy.ts): the security headers, who the caller is,
+ * their rate-limit budget, and whether they may call a path.
+ */
+export class Guard {
+  /** helmet's headers, computed once (helmet builds them per request, re-parsing the CSP: measurable on the proxy). */
+  readonly headers: ReadonlyArray<readonly [string, string]>;
+  /** The same, flat (name, value, name, value…), for `writeHead`. */
+  readonly flatHeaders: readonly string[];
+  private readonly buckets = new TokenBuckets(() => Date.now());
+  private readonly prune: NodeJS.Timeout;
+
+  constructor(
+    private readonly config: Config,
+    private readonly svc: WorkspaceService,
+  ) {
+    this.headers = securityHeaders();
+    this.flatHeaders = this.headers.flat();
+    this.prune = setInterval(() => this.buckets.prune(), 60_000).unref();
+  }
+
+  close(): void {
+    clearInterval(this.prune);
+  }
+
+  /** Who presents `token` (nobody: open on a loopback platform without an admin token, else anonymous). */
+  async identify(token: string | undefined): Promise<Caller> {
+    if (!token) return this.config.adminToken ? { kind: 'anonymous' } : { kind: 'open' };
+    if (this.config.adminToken && safeEqual(token, this.config.adminToken)) return { kind: 'admin' };
+    const ws = await this.svc.tokens.workspaceForToken(token);
+    if (ws) return { kind: 'workspace', workspaceId: ws.id, workspace: ws };
+    return { kind: 'invalid' };
+  }
+
+  /**
+   * Counts a request against its budget: per token (per client address when there is none), at most the limit a
+   * minute, as a token bucket (the limit at once, refilled evenly over the minute). Undefined: go ahead.
+   */
+  limit(caller: Caller, ip: string | undefined): Limited | undefined {
+    const max = caller.kind === 'workspace' ? this.config.limits.agentRatePerMin : this.config.limits.ratePerMin;
+    if (max <= 0) return undefined;
+    const key = caller.kind === 'admin' ? 'admin' : caller.kind === 'workspace' ? `ws:${caller.workspaceId}` : `ip:${ip}`;
+    const waitMs = this.buckets.take(key, { ratePerSec: max / 60, burst: max });
+    if (waitMs === 0) return undefined;
+    const retryAfterS = Math.max(1, Math.ceil(waitMs / 1000));
+    return { retryAfterS, error: new ApiError(429, 'rate_limited', `too many requests: at most ${max} a minute for this token; retry in ${retryAfterS} s`) };
+  }
+
+  /** Why this caller may not call this admin-API path (the agent routes are checked by the registry itself). */
+  refusal(caller: Caller, method: string, path: string): ApiError | undefined {
+    if (caller.kind === 'invalid') return new ApiError(401, 'invalid_token', 'the bearer token is not valid (wrong, revoked, or for another platform)');
+    if (caller.kind === 'anonymous') return new ApiError(401, 'unauthorized', 'this API needs Authorization: Bearer <MOLECULE_ADMIN_TOKEN>');
+    if (caller.kind === 'workspace' && !workspaceTokenRoute(method, path)) {
+      return new ApiError(403, 'forbidden', 'a workspace token is accepted only by the registry, POST /workspaces/:id/a2a, and A2A discovery (agent cards, GET /agents)');
+    }
+    return undefined;
+  }
+}
+
+/** The headers helmet would set, read off it once. */
+function securityHeaders(): Array<[string, string]> {
+  const middleware = helmet({
     // The UI is served from this origin only, with no inline script; nothing may frame it.
     contentSecurityPolicy: {
       useDefaults: false,
@@ -85,59 +137,56 @@ export async function installSecurity(app: FastifyInstance<any, any, any, any, a
     strictTransportSecurity: false,
     crossOriginEmbedderPolicy: false,
   });
-  app.addHook('onRequest', (req, reply, done) => headers(req.raw, reply.raw, () => done()));
+  const set = new Map<string, string>();
+  const res = {
+    setHeader: (name: string, value: string | number | readonly string[]) => set.set(name.toLowerCase(), String(value)),
+    removeHeader: (name: string) => set.delete(name.toLowerCase()),
+  };
+  let called = false;
+  middleware({} as any, res as any, () => (called = true));
+  if (!called) throw new Error('helmet did not finish synchronously: its headers cannot be precomputed');
+  return [...set];
+}
+
+/**
+ * Security headers, authentication and rate limits, installed on the root instance before any route, in one hook:
+ * 0. the security headers (a strict CSP for the UI) on every answer;
+ * 1. identify the caller;
+ * 2. rate-limit per token (per client address when there is none);
+ * 3. enforce: 401 without valid credentials, 403 for valid ones that may not do this (410 for a removed
+ *    workspace's token on the agent routes).
+ * All of it runs in onRequest, before the body is read and long before the schemas validate it: a caller who may
+ * not use a route learns nothing about what the route expects. The A2A proxy does the same itself, with the same
+ * Guard, in front of Fastify.
+ */
+export async function installSecurity(app: FastifyInstance<any, any, any, any, any>, deps: SecurityDeps & { guard: Guard }): Promise<void> {
+  const { svc, guard } = deps;
+  const isPublic = (path: string) => OPEN_PATHS.has(path) || (deps.isPublicPath?.(path) ?? false);
 
   app.decorateRequest('caller', null as any);
-  app.addHook('onRequest', async (req) => {
-    req.caller = await identify(req, config, svc);
-  });
-
-  const off = (limit: number) => limit <= 0;
-  // Not per route (route hooks run after instance hooks, i.e. after the auth check): one instance hook, in order.
-  await app.register(fastifyRateLimit, {
-    global: false,
-    timeWindow: 60_000,
-    keyGenerator: (req) => rateKey(req),
-    max: (req) => (req.caller?.kind === 'workspace' ? config.limits.agentRatePerMin : config.limits.ratePerMin),
-    // Health probes (load balancers, orchestrators) must not be starved by a busy client sharing their address.
-    allowList: (req) =>
-      req.url === '/healthz' || off(req.caller?.kind === 'workspace' ? config.limits.agentRatePerMin : config.limits.ratePerMin),
-    errorResponseBuilder: (_req, ctx) =>
-      new ApiError(429, 'rate_limited', `too many requests: at most ${ctx.max} a minute for this token; retry in ${ctx.after}`),
-  });
-  app.addHook('onRequest', app.rateLimit());
-
-  app.addHook('onRequest', async (req) => {
+  app.addHook('onRequest', async (req, reply) => {
+    // Headers first, so refusals (401, 403, 429) carry them too.
+    for (const [name, value] of guard.headers) reply.raw.setHeader(name, value);
     const path = req.url.split('?')[0]!;
+    if (req.method === 'POST' && A2A_PATH.test(path)) return; // the proxy guards itself, with the same Guard
+    req.caller = await guard.identify(bearer(req.headers.authorization) ?? queryToken(req));
+    // Health probes (load balancers, orchestrators) must not be starved by a busy client sharing their address.
+    if (path !== '/healthz') {
+      const limited = guard.limit(req.caller, req.ip);
+      if (limited) {
+        reply.header('retry-after', String(limited.retryAfterS));
+        throw limited.error;
+      }
+    }
     if (AGENT_PATHS.has(path)) {
       // Refused here with the registry's own answers (401 missing/invalid, 403 wrong kind of token, 410 removed).
       if (req.caller.kind !== 'workspace') await svc.tokens.workspaceOf(bearer(req.headers.authorization));
       return;
     }
     if (isPublic(path)) return;
-    const c = req.caller;
-    if (c.kind === 'invalid') throw new ApiError(401, 'invalid_token', 'the bearer token is not valid (wrong, revoked, or for another platform)');
-    if (c.kind === 'anonymous') throw new ApiError(401, 'unauthorized', 'this API needs Authorization: Bearer <MOLECULE_ADMIN_TOKEN>');
-    if (c.kind === 'workspace' && !workspaceTokenRoute(req.method, path)) {
-      throw new ApiError(403, 'forbidden', 'a workspace token is accepted only by the registry, POST /workspaces/:id/a2a, and A2A discovery (agent cards, GET /agents)');
-    }
+    const refused = guard.refusal(req.caller, req.method, path);
+    if (refused) throw refused;
   });
-}
-
-async function identify(req: FastifyRequest, config: Config, svc: WorkspaceService): Promise<Caller> {
-  const token = bearer(req.headers.authorization) ?? queryToken(req);
-  if (!token) return config.adminToken ? { kind: 'anonymous' } : { kind: 'open' };
-  if (config.adminToken && safeEqual(token, config.adminToken)) return { kind: 'admin' };
-  const ws = await svc.tokens.workspaceForToken(token);
-  if (ws) return { kind: 'workspace', workspaceId: ws.id, workspace: ws };
-  return { kind: 'invalid' };
-}
-
-function rateKey(req: FastifyRequest): string {
-  const c = req.caller;
-  if (c?.kind === 'admin') return 'admin';
-  if (c?.kind === 'workspace') return `ws:${c.workspaceId}`;
-  return `ip:${req.ip}`;
 }
 
 export function bearer(header: string | undefined): string | undefined {

@@ -28,6 +28,16 @@ export class TokenBuckets {
     return true;
   }
 
+  /** Takes a token if one is there and returns 0; otherwise takes nothing and returns the ms until one will be. */
+  take(key: string, spec: BucketSpec): number {
+    const b = this.refilled(key, spec);
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil(((1 - b.tokens) / spec.ratePerSec) * 1000);
+  }
+
   /**
    * Takes a token whether or not it is there yet; returns how long (ms) until it will have been (0: now). Waiters
    * queue in order, since the bucket goes negative (the client's side).

@@ -1,16 +1,15 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import Fastify from 'fastify';
-import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createMetrics } from '../../src/server/metrics.js';
-import { a2aRoutes } from '../../src/server/routes/a2a.js';
+import { A2AProxy } from '../../src/server/a2a/proxy.js';
+import { Guard } from '../../src/server/security.js';
 import { storesOf } from '../../src/store/repositories.js';
-import { closeWorlds, ready, world, type World } from '../support/world.js';
+import { closeWorlds, ready, silentLogger, world, type World } from '../support/world.js';
 
 /**
- * The proxy against an agent that misbehaves in ways a real agent rarely does: the A2A route alone, on the real
- * workspace service (fake backend), in front of an HTTP server whose answer each test chooses.
+ * The proxy against an agent that misbehaves in ways a real agent rarely does: the A2A proxy alone on an HTTP
+ * server, with the real workspace service (fake backend), in front of an agent whose answer each test chooses.
  */
 type Behaviour = (req: http.IncomingMessage, res: http.ServerResponse, body: string) => void;
 
@@ -26,7 +25,9 @@ describe('A2A proxy: what a misbehaving agent gets the caller', () => {
     });
   });
   let w: World;
-  let proxy: ReturnType<typeof Fastify>;
+  let proxy: http.Server;
+  let a2a: A2AProxy;
+  let guard: Guard;
   let id: string;
   const MAX_RESPONSE = 4096;
 
@@ -44,20 +45,21 @@ describe('A2A proxy: what a misbehaving agent gets the caller', () => {
     w.provisioner.agentUrl = () => `http://127.0.0.1:${(agent.address() as AddressInfo).port}/`;
     id = await w.create('target');
     expect((await ready(w, id)).status).toBe('ready');
-    proxy = Fastify();
-    proxy.setValidatorCompiler(validatorCompiler);
-    proxy.setSerializerCompiler(serializerCompiler);
-    await proxy.register(a2aRoutes({ svc: w.svc, config: w.config, metrics: createMetrics(storesOf(w.store.db).workspaces, w.bus) }));
-    await proxy.listen({ port: 0, host: '127.0.0.1' });
+    guard = new Guard(w.config, w.svc);
+    a2a = new A2AProxy({ svc: w.svc, config: w.config, guard, logger: silentLogger, metrics: createMetrics(storesOf(w.store.db).workspaces, w.bus) });
+    proxy = http.createServer((req, res) => a2a.handle(req, res));
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
     seen = [];
   };
   afterEach(async () => {
-    await proxy?.close();
+    await new Promise((r) => proxy.close(r));
+    await a2a.close();
+    guard.close();
     await closeWorlds();
   });
 
   const call = async (body: unknown) => {
-    const res = await fetch(`http://127.0.0.1:${(proxy.server.address() as AddressInfo).port}/workspaces/${id}/a2a`, {
+    const res = await fetch(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}/workspaces/${id}/a2a`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(body),
@@ -139,7 +141,7 @@ describe('A2A proxy: what a misbehaving agent gets the caller', () => {
       res.write(`data: ${JSON.stringify({ jsonrpc: '2.0', id: 's1', result: { kind: 'status-update', final: false } })}\n\n`);
       setTimeout(() => res.socket?.destroy(), 20);
     };
-    const res = await fetch(`http://127.0.0.1:${(proxy.server.address() as AddressInfo).port}/workspaces/${id}/a2a`, {
+    const res = await fetch(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}/workspaces/${id}/a2a`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
       body: JSON.stringify({ ...send, id: 's1', method: 'message/stream' }),

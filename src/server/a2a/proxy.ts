@@ -1,0 +1,276 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { Agent, request } from 'undici';
+import type { Config } from '../../core/config.js';
+import type { ApiError } from '../../core/errors.js';
+import type { WorkspaceService } from '../../core/workspaces.js';
+import type { Metrics } from '../metrics.js';
+import { pipeStream } from '../pipe-stream.js';
+import { A2A_PATH, bearer, type Guard } from '../security.js';
+import { exchange } from './exchange.js';
+import { isRpcError, normalise, STREAM_METHODS, outcomeOf, PROXY_ERRORS, RpcError, rpcErrorBody, toRpcError, upstreamError, type RpcId } from './jsonrpc.js';
+
+export interface A2AProxyDeps {
+  svc: WorkspaceService;
+  metrics: Metrics;
+  config: Config;
+  guard: Guard;
+  logger: Logger;
+}
+
+const ROUTE = '/workspaces/:id/a2a';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const FORWARDED_HEADERS = ['a2a-version', 'a2a-extensions', 'x-a2a-extensions'];
+const SSE_HEADERS = ['content-type', 'text/event-stream', 'cache-control', 'no-cache', 'connection', 'keep-alive', 'x-accel-buffering', 'no'];
+
+/** The path of a request URL, without its query. */
+const pathOf = (url: string | undefined) => {
+  const u = url ?? '/';
+  const q = u.indexOf('?');
+  return q < 0 ? u : u.slice(0, q);
+};
+
+/**
+ * POST /workspaces/:id/a2a — forwards A2A JSON-RPC to the workspace's agent with the agent token.
+ *
+ * Every agent-to-agent call and chat turn pays for this path, so it is served in front of Fastify's route stack
+ * (app.ts hands these requests here first) and does only what it must, with the same Guard as every other route:
+ * security headers (precomputed), the caller (token lookups cached, dropped by events), the rate limit, the A2A
+ * access rules (from the cached route), then one forward on a keep-alive pool per agent. The body is forwarded
+ * byte for byte unless it must be completed (a bare message wrapped into JSON-RPC, a missing messageId filled
+ * in). JSON answers are read whole (to bound their size and turn an agent's failure into JSON-RPC) and written
+ * with their headers in one write; SSE answers are piped through unbuffered with backpressure; a client that
+ * leaves aborts the upstream request.
+ */
+export class A2AProxy {
+  private readonly dispatcher = new Agent({ keepAliveTimeout: 30_000, connections: 256 });
+  /** Metric children bound once: labelling per request hashes the label set every time. */
+  private readonly outcomes = new Map<string, { inc(): void }>();
+  private readonly durations = new Map<number, { observe(v: number): void }>();
+
+  constructor(private readonly d: A2AProxyDeps) {}
+
+  /** Whether a request is this proxy's (any query string). */
+  static matches(req: IncomingMessage): boolean {
+    return req.method === 'POST' && A2A_PATH.test(pathOf(req.url));
+  }
+
+  close(): Promise<void> {
+    return this.dispatcher.close();
+  }
+
+  /** Serves one request; `body` when someone (Fastify's inject) has read it already. Never throws. */
+  handle(req: IncomingMessage, res: ServerResponse, body?: Buffer): void {
+    const started = process.hrtime.bigint();
+    this.serve(req, res, body, started).catch((e) => {
+      this.d.logger.error({ err: e }, 'a2a proxy: unexpected failure');
+      if (!res.headersSent) this.rest(res, started, 500, { error: 'internal error', code: 'internal_error' });
+      else res.destroy();
+    });
+  }
+
+  /** What a caller's mistake or a refusal of the platform's earns before any JSON-RPC: a REST error. */
+  private refuse(res: ServerResponse, started: bigint, e: ApiError, extra: string[] = []): void {
+    this.rest(res, started, e.statusCode, { error: e.message, code: e.code, ...e.extra }, extra);
+  }
+
+  private rest(res: ServerResponse, started: bigint, status: number, body: unknown, extra: string[] = []): void {
+    const payload = JSON.stringify(body);
+    res.writeHead(status, [...this.d.guard.flatHeaders, ...extra, 'content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(payload))]);
+    res.end(payload);
+    this.observe(status, started);
+  }
+
+  /** JSON-RPC errors always leave with HTTP 200, as JSON-RPC clients and the A2A SDKs expect; the reason is in data.code. */
+  private rpcError(res: ServerResponse, started: bigint, id: RpcId, e: RpcError, extra: string[] = []): void {
+    this.count(outcomeOf(e));
+    this.rest(res, started, 200, rpcErrorBody(e.id ?? id, e), extra);
+  }
+
+  private count(outcome: string): void {
+    let c = this.outcomes.get(outcome);
+    if (!c) this.outcomes.set(outcome, (c = this.d.metrics.a2a.labels(outcome)));
+    c.inc();
+  }
+
+  private observe(status: number, started: bigint): void {
+    let h = this.durations.get(status);
+    if (!h) this.durations.set(status, (h = this.d.metrics.httpDuration.labels('POST', ROUTE, String(status))));
+    h.observe(Number(process.hrtime.bigint() - started) / 1e9);
+  }
+
+  private async serve(req: IncomingMessage, res: ServerResponse, preread: Buffer | undefined, started: bigint): Promise<void> {
+    const { guard, svc, config } = this.d;
+    const path = pathOf(req.url);
+    // Who, within budget, allowed here: before the body is read.
+    const caller = await guard.identify(bearer(req.headers.authorization));
+    const limited = guard.limit(caller, req.socket.remoteAddress);
+    if (limited) return this.refuse(res, started, limited.error, ['retry-after', String(limited.retryAfterS)]);
+    const refused = guard.refusal(caller, 'POST', path);
+    if (refused) return this.refuse(res, started, refused);
+
+    const raw = preread ? (preread.length > config.a2a.maxBodyBytes ? TOO_LARGE : preread) : await readBody(req, config.a2a.maxBodyBytes);
+    if (raw === GONE) return; // the client left while sending
+    if (raw === TOO_LARGE) {
+      // The rest of the body is not read: the connection goes with the answer.
+      const e = new RpcError(413, PROXY_ERRORS.tooLarge, `request body exceeds ${config.a2a.maxBodyBytes} bytes`, { code: 'payload_too_large' });
+      res.once('finish', () => req.destroy());
+      return this.rpcError(res, started, null, e, ['connection', 'close']);
+    }
+    const workspaceId = path.slice('/workspaces/'.length, -'/a2a'.length);
+    if (!UUID.test(workspaceId)) {
+      const e = new RpcError(400, PROXY_ERRORS.notFound, `no workspace with id ${workspaceId}: must be a workspace id (a UUID)`, { code: 'invalid_workspace_id' });
+      return this.rpcError(res, started, null, e);
+    }
+
+    let id: RpcId = null;
+    try {
+      const parsed = normalise(raw, req.headers.accept);
+      id = parsed.id;
+      if (caller.kind === 'workspace' && !(await svc.mayCall(caller.workspace, workspaceId))) {
+        throw new RpcError(403, PROXY_ERRORS.forbidden, `workspace ${caller.workspaceId} may call only its parent, its children and its siblings`, { code: 'a2a_forbidden' });
+      }
+      const target = await svc.agentTarget(workspaceId).catch((e) => {
+        throw toRpcError(e);
+      });
+      const headers: Record<string, string> = {
+        ...target.headers,
+        'content-type': 'application/json',
+        authorization: `Bearer ${target.token}`,
+        accept: req.headers.accept ?? 'application/json, text/event-stream',
+      };
+      for (const h of FORWARDED_HEADERS) {
+        const v = req.headers[h];
+        if (typeof v === 'string') headers[h] = v;
+      }
+      if (STREAM_METHODS.has(parsed.method)) await this.stream(res, started, id, target.url, headers, parsed.body);
+      else await this.unary(res, started, target.url, headers, parsed.body);
+    } catch (e) {
+      if (!(e instanceof RpcError)) throw e;
+      this.rpcError(res, started, id, e);
+    }
+  }
+
+  /** A unary call: the answer read whole, then written with its headers in one write. */
+  private async unary(res: ServerResponse, started: bigint, url: string, headers: Record<string, string>, body: Buffer | string): Promise<void> {
+    const { config, guard } = this.d;
+    let answer;
+    try {
+      answer = await exchange(this.dispatcher, {
+        url,
+        headers,
+        body,
+        timeoutMs: config.a2a.timeoutMs,
+        maxBytes: config.a2a.maxResponseBytes,
+        tooLarge: () => new RpcError(502, PROXY_ERRORS.tooLarge, `the agent's response exceeds ${config.a2a.maxResponseBytes} bytes`, { code: 'response_too_large' }),
+        res,
+      });
+    } catch (e) {
+      throw upstreamError(e, config.a2a.timeoutMs);
+    }
+    this.checkAgentAnswer(answer.status, answer.body);
+    const status = answer.status >= 200 && answer.status < 300 ? answer.status : 200;
+    this.count('ok');
+    res.writeHead(status, [...guard.flatHeaders, 'content-type', answer.type || 'application/json', 'content-length', String(answer.body.length)]);
+    res.end(answer.body);
+    this.observe(status, started);
+  }
+
+  /**
+   * An agent's answer that is not the caller's to see: a refused agent token, or a failure that is not JSON-RPC.
+   * JSON-RPC errors travel in HTTP 200 (the agent does so already); anything else from a failing agent becomes
+   * the proxy's own error, so a client always gets JSON-RPC.
+   */
+  private checkAgentAnswer(status: number, body: Buffer | undefined): void {
+    if (status === 401) throw new RpcError(502, PROXY_ERRORS.agentAuth, "the agent rejected the platform's agent token", { code: 'agent_auth_failed' });
+    if ((status < 200 || status >= 300) && !(body && isRpcError(body))) {
+      throw new RpcError(502, PROXY_ERRORS.unreachable, `the workspace agent answered HTTP ${status}`, { code: 'agent_bad_response', agent_status: status });
+    }
+  }
+
+  /** A streaming call: SSE piped through as it comes (a JSON answer, such as an error, is passed on whole). */
+  private async stream(res: ServerResponse, started: bigint, id: RpcId, url: string, headers: Record<string, string>, body: Buffer | string): Promise<void> {
+    const { config, metrics, guard } = this.d;
+    const abort = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    let upstream;
+    try {
+      upstream = await request(new URL('/', url), {
+        method: 'POST',
+        headers,
+        body,
+        dispatcher: this.dispatcher,
+        signal: abort.signal,
+        headersTimeout: config.a2a.timeoutMs,
+        bodyTimeout: config.a2a.timeoutMs,
+      });
+    } catch (e) {
+      throw upstreamError(e, config.a2a.timeoutMs);
+    }
+    const type = String(upstream.headers['content-type'] ?? '');
+    if (!type.startsWith('text/event-stream')) {
+      let answer: Buffer;
+      try {
+        answer = Buffer.from(await upstream.body.arrayBuffer());
+      } catch (e) {
+        throw upstreamError(e, config.a2a.timeoutMs);
+      }
+      this.checkAgentAnswer(upstream.statusCode, answer);
+      if (answer.length > config.a2a.maxResponseBytes) {
+        throw new RpcError(502, PROXY_ERRORS.tooLarge, `the agent's response exceeds ${config.a2a.maxResponseBytes} bytes`, { code: 'response_too_large' });
+      }
+      this.count('ok');
+      res.writeHead(200, [...guard.flatHeaders, 'content-type', type || 'application/json', 'content-length', String(answer.length)]);
+      res.end(answer);
+      this.observe(200, started);
+      return;
+    }
+    if (upstream.statusCode < 200 || upstream.statusCode >= 300) {
+      abort.abort();
+      this.checkAgentAnswer(upstream.statusCode, undefined);
+    }
+    this.count('stream');
+    res.writeHead(upstream.statusCode, [...guard.flatHeaders, ...SSE_HEADERS]);
+    res.flushHeaders();
+    // Backpressure both ways: a slow client slows the agent; a client that leaves closes the agent's stream.
+    const outcome = await pipeStream(res, upstream.body, abort, { gauge: metrics.openStreams.labels('a2a') });
+    if (outcome.kind === 'failed') {
+      const err = upstreamError(outcome.error, config.a2a.timeoutMs);
+      res.write(`data: ${JSON.stringify(rpcErrorBody(id, err))}\n\n`);
+    }
+    res.end();
+    this.observe(upstream.statusCode, started);
+  }
+}
+
+const TOO_LARGE = Symbol('too large');
+const GONE = Symbol('gone');
+
+/**
+ * The request's body; TOO_LARGE as soon as it is known to exceed `max` bytes (by its Content-Length, or while
+ * read); GONE if the client left before sending all of it.
+ */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer | typeof TOO_LARGE | typeof GONE> {
+  const declared = Number(req.headers['content-length']);
+  if (declared > max) return Promise.resolve(TOO_LARGE);
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > max) {
+        req.off('data', onData);
+        req.pause();
+        resolve(TOO_LARGE);
+        return;
+      }
+      chunks.push(c);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    req.once('close', () => resolve(GONE)); // after 'end' this changes nothing
+    req.once('error', () => resolve(GONE));
+  });
+}
