@@ -17,6 +17,18 @@ export interface WorkspacePageFilter {
   q?: string;
 }
 
+/** The cut-offs of the reconciler's periodic pass (see WorkspaceStore.due). */
+export interface DueCutoffs {
+  /** Offline workspaces whose automatic restart is due (next_restart_at <= now). */
+  now: string;
+  /** Provisioning since before this: timed out (those with a launch requested are always due). */
+  provisioningSince: string;
+  /** Ready or degraded with no heartbeat since this. */
+  heartbeatBefore: string;
+  /** Removing since before this: the destroy is retried. */
+  removingSince: string;
+}
+
 export interface WorkspaceStore {
   insert(w: Workspace): Promise<void>;
   get(id: string): Promise<Workspace | undefined>;
@@ -29,6 +41,11 @@ export interface WorkspaceStore {
    * there is a next page; `next` is the last row's position when there is.
    */
   page(filter: WorkspacePageFilter, opts: { limit: number; after?: PagePosition }): Promise<{ items: Workspace[]; next: PagePosition | null }>;
+  /**
+   * The workspaces the reconciler's periodic pass must look at: each term is one index range, so the pass costs
+   * what is due, not the number of workspaces. Times are ISO strings (as stored).
+   */
+  due(at: DueCutoffs): Promise<Workspace[]>;
   countByStatus(): Promise<Record<string, number>>;
   update(id: string, patch: Partial<Workspace>): Promise<void>;
   /** Compare-and-set on the status and the time it was set: applies only while neither has changed. */

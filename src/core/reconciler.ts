@@ -40,8 +40,6 @@ export interface ReconcilerDeps {
   probe?: (ws: Workspace) => Promise<boolean>;
 }
 
-/** Statuses the periodic pass looks at; the others change only by request. */
-const WATCHED = ['provisioning', 'ready', 'degraded', 'offline', 'removing'] as const;
 /** Reconciles running at once: launches wait on the backend, so this bounds backend calls in flight. */
 const CONCURRENCY = 64;
 
@@ -153,37 +151,38 @@ export class Reconciler {
     this.enqueue(ev.workspace_id, ev.data.action ? { action: String(ev.data.action) } : {});
   }
 
-  /** The periodic pass: one query, then only the workspaces with something due are reconciled. */
+  /**
+   * The periodic pass: the store answers what is due (one index range per status, see WorkspaceStore.due), so it
+   * costs what changed, not the number of workspaces. Workspaces with probes or a lateness noted are re-read to
+   * forget those once their heartbeats are back.
+   */
   pass(): Promise<void> {
     this.passing ??= (async () => {
       const now = Date.now();
       const t = this.d.config.timing;
-      for (const ws of await this.d.svc.list({ status: [...WATCHED] })) {
-        if (this.due(ws, now, t)) this.queue.add(ws.id, {});
+      const iso = (ms: number) => new Date(ms).toISOString();
+      const due = await this.d.workspaces.due({
+        now: iso(now),
+        provisioningSince: iso(now - t.provisionTimeoutMs),
+        heartbeatBefore: iso(now - t.heartbeatTtlMs),
+        removingSince: iso(now - RETRY_MS),
+      });
+      const dueIds = new Set<string>();
+      for (const ws of due) {
+        // A launch this leader is making is not due for another; a timed-out one is.
+        if (ws.status === 'provisioning' && ws.pendingLaunch && this.steps.launching(ws.id) && now - Date.parse(ws.statusChangedAt) <= t.provisionTimeoutMs) continue;
+        dueIds.add(ws.id);
+        this.queue.add(ws.id, {});
+      }
+      for (const id of this.steps.noted()) {
+        if (dueIds.has(id)) continue;
+        const ws = await this.d.workspaces.get(id);
+        if (!ws || !['ready', 'degraded'].includes(ws.status) || now - Date.parse(ws.lastHeartbeatAt ?? ws.statusChangedAt) <= t.heartbeatTtlMs) this.steps.heartbeatsFresh(id);
       }
     })()
       .catch((e) => this.d.logger.error({ err: e }, 'reconcile pass failed'))
       .finally(() => (this.passing = undefined));
     return this.passing;
-  }
-
-  private due(ws: Workspace, now: number, t: Config['timing']): boolean {
-    switch (ws.status) {
-      case 'provisioning':
-        return (!!ws.pendingLaunch && !this.steps.launching(ws.id)) || now - Date.parse(ws.statusChangedAt) > t.provisionTimeoutMs;
-      case 'ready':
-      case 'degraded': {
-        const fresh = now - Date.parse(ws.lastHeartbeatAt ?? ws.statusChangedAt) <= t.heartbeatTtlMs;
-        if (fresh) this.steps.heartbeatsFresh(ws.id);
-        return !fresh;
-      }
-      case 'offline':
-        return !!ws.nextRestartAt && Date.parse(ws.nextRestartAt) <= now;
-      case 'removing':
-        return now - Date.parse(ws.statusChangedAt) > RETRY_MS;
-      default:
-        return false;
-    }
   }
 
   private async run(id: string, trigger: Trigger): Promise<void> {

@@ -44,6 +44,11 @@ export class WorkspaceSteps {
     for (const c of this.launches.values()) c.abort(reason);
   }
 
+  /** Workspaces with probes counted or a lateness noted: the pass checks whether their heartbeats came back. */
+  noted(): string[] {
+    return [...new Set([...this.probeFailures.keys(), ...this.lateNoted])];
+  }
+
   /** Heartbeats are on time again: forget the probes and warnings about this workspace. */
   heartbeatsFresh(id: string): void {
     this.probeFailures.delete(id);

@@ -149,6 +149,15 @@ function migrations(kind: DialectKind): Record<string, Migration> {
           .execute();
       },
     },
+    '0004_reconcile_due': {
+      async up(db: Kysely<any>) {
+        // The reconciler's periodic pass asks for what is due (repositories.ts, due): a range on each of these,
+        // so at 10,000 ready workspaces it reads the stale ones, not all of them.
+        await db.schema.createIndex('workspaces_status_changed').on('workspaces').columns(['status', 'status_changed_at']).execute();
+        await db.schema.createIndex('workspaces_status_heartbeat').on('workspaces').columns(['status', 'last_heartbeat_at']).execute();
+        await db.schema.createIndex('workspaces_status_restart').on('workspaces').columns(['status', 'next_restart_at']).execute();
+      },
+    },
   };
 }
 

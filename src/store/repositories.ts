@@ -1,6 +1,6 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Database, SecretRow, TokenRow, WorkspaceRow } from './schema.js';
-import type { EventLog, PagePosition, SecretRecord, SecretStore, Stores, TokenKind, TokenRecord, TokenStore, Transact, WorkspacePageFilter, WorkspaceStore } from '../core/ports.js';
+import type { DueCutoffs, EventLog, PagePosition, SecretRecord, SecretStore, Stores, TokenKind, TokenRecord, TokenStore, Transact, WorkspacePageFilter, WorkspaceStore } from '../core/ports.js';
 import type { PlatformEvent, Workspace, WorkspaceStatus } from '../core/types.js';
 
 const json = <T>(s: string | null, fallback: T): T => (s == null ? fallback : (JSON.parse(s) as T));
@@ -101,6 +101,26 @@ export class WorkspaceRepo implements WorkspaceStore {
     else if (!filter.includeRemoved) q = q.where('status', '!=', 'removed');
     if (filter.parentId) q = q.where('parent_id', '=', filter.parentId);
     return (await q.execute()).map(toWorkspace);
+  }
+
+  async due(at: DueCutoffs): Promise<Workspace[]> {
+    const from = () => this.db.selectFrom('workspaces').selectAll();
+    const rows = await Promise.all([
+      // (status, status_changed_at); launches requested are few, and all of them are provisioning.
+      from()
+        .where('status', '=', 'provisioning')
+        .where((eb) => eb.or([eb('pending_launch', 'is not', null), eb('status_changed_at', '<', at.provisioningSince)]))
+        .execute(),
+      // (status, last_heartbeat_at): the stale ones only. Never heard from: measured from the status change.
+      from()
+        .where('status', 'in', ['ready', 'degraded'])
+        .where((eb) => eb.or([eb('last_heartbeat_at', '<', at.heartbeatBefore), eb.and([eb('last_heartbeat_at', 'is', null), eb('status_changed_at', '<', at.heartbeatBefore)])]))
+        .execute(),
+      // (status, next_restart_at)
+      from().where('status', '=', 'offline').where('next_restart_at', '<=', at.now).execute(),
+      from().where('status', '=', 'removing').where('status_changed_at', '<', at.removingSince).execute(),
+    ]);
+    return rows.flat().map(toWorkspace);
   }
 
   /**

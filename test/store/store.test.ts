@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { CompiledQuery } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/store/db.js';
 import { EventRepo, SecretRepo, TokenRepo, WorkspaceRepo } from '../../src/store/repositories.js';
@@ -34,6 +35,38 @@ function storeSuite(kind: string, open: () => Promise<Store>) {
       await repo.insert(w);
       const back = await repo.get(w.id);
       expect(back).toMatchObject({ id: w.id, env: { A: '1' }, instance: { url: 'http://x', details: { pid: 1 } }, agentCard: { name: 'n' }, needsRestart: false, tier: 2 });
+    });
+
+    it('answers what the reconciler pass must look at, and only that, from indexes', async () => {
+      const repo = new WorkspaceRepo(store.db);
+      const t = (ago: number) => new Date(Date.now() - ago).toISOString();
+      const rows = {
+        launchRequested: workspace({ status: 'provisioning', pendingLaunch: 'start' }),
+        provisioningLong: workspace({ status: 'provisioning', statusChangedAt: t(600_000) }),
+        provisioningNew: workspace({ status: 'provisioning' }),
+        readyStale: workspace({ status: 'ready', statusChangedAt: t(900_000), lastHeartbeatAt: t(120_000) }),
+        readyFresh: workspace({ status: 'ready', statusChangedAt: t(900_000), lastHeartbeatAt: t(1_000) }),
+        degradedSilent: workspace({ status: 'degraded', statusChangedAt: t(120_000) }),
+        readyJustNow: workspace({ status: 'ready' }),
+        offlineDue: workspace({ status: 'offline', nextRestartAt: t(1_000) }),
+        offlineLater: workspace({ status: 'offline', nextRestartAt: t(-60_000) }),
+        removingLong: workspace({ status: 'removing', statusChangedAt: t(60_000) }),
+        removingNew: workspace({ status: 'removing' }),
+        paused: workspace({ status: 'paused', statusChangedAt: t(900_000) }),
+      };
+      for (const w of Object.values(rows)) await repo.insert(w);
+      const due = await repo.due({ now: t(0), provisioningSince: t(300_000), heartbeatBefore: t(30_000), removingSince: t(30_000) });
+      const mine = new Map(Object.entries(rows).map(([k, w]) => [w.id, k]));
+      expect(due.map((w) => mine.get(w.id)).filter(Boolean).sort()).toEqual(['degradedSilent', 'launchRequested', 'offlineDue', 'provisioningLong', 'readyStale', 'removingLong']);
+      if (kind === 'sqlite') {
+        // Each term is a range on one index (migration 0004), never a scan of the table.
+        const { rows: plan } = await store.db.executeQuery<any>(
+          CompiledQuery.raw("explain query plan select * from workspaces where status in ('ready', 'degraded') and (last_heartbeat_at < ? or (last_heartbeat_at is null and status_changed_at < ?))", [t(0), t(0)]),
+        );
+        const text = plan.map((r: any) => r.detail).join('\n');
+        expect(text).toMatch(/workspaces_status_heartbeat/);
+        expect(text).not.toMatch(/^SCAN workspaces$/m);
+      }
     });
 
     it('updates status only through compare-and-set', async () => {
