@@ -1,20 +1,15 @@
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { hostname } from 'node:os';
-import { DefaultExecutionEventBusManager, DefaultRequestHandler } from '@a2a-js/sdk/server';
 import type { Logger } from 'pino';
-import { AgentCardStore } from './card.js';
 import type { AgentConfig } from './config.js';
-import { ConversationStore } from './conversation.js';
-import { WorkspaceExecutor } from './executor.js';
+import { AgentCore } from './core.js';
 import { createLogger } from './logger.js';
-import { PlatformClient, type PlatformState } from './platform-client.js';
-import { createProvider, systemPrompt } from './providers/index.js';
+import type { PlatformState } from './platform-client.js';
 import type { ChatProvider } from './providers/types.js';
 import { buildServer } from './server.js';
 import { BoundedTaskStore, TASKS_FILE } from './task-store.js';
-import { Inflight, TurnTracker } from './turns.js';
-import { Workspace } from './workspace.js';
+import type { TurnTracker } from './turns.js';
 
 export interface StartOptions {
   /** Defaults to JSON lines on stdout at config.logLevel; tests pass a capturing logger. */
@@ -58,37 +53,13 @@ export async function startAgent(config: AgentConfig, options: StartOptions = {}
   const logger = (options.logger ?? createLogger(config.logLevel)).child({ workspace_id: config.workspace.id });
   for (const warning of config.warnings) logger.warn(warning);
 
-  const workspace = new Workspace(config.workspace);
-  const provider = options.provider ?? createProvider(config.model, workspace, config.platform);
-  const turns = new TurnTracker();
-  const inflight = new Inflight();
-  const conversations = new ConversationStore();
-  const card = new AgentCardStore(config.workspace);
-
-  // Both handlers share the task store and the event buses, so a task streamed by one can be read or canceled
-  // through the other; they differ only in how their executor answers.
   // With a state directory, tasks are kept in a file there and survive restarts (README, "The agent runtime").
   const taskStore = await openTaskStore(config.stateDir, logger);
-  const busManager = new DefaultExecutionEventBusManager();
-  const executorDeps = { provider, turns, conversations, systemPrompt: () => systemPrompt(workspace), logger };
-  const sendHandler = new DefaultRequestHandler(card.card, taskStore, new WorkspaceExecutor('message', executorDeps), busManager);
-  const streamHandler = new DefaultRequestHandler(card.card, taskStore, new WorkspaceExecutor('stream', executorDeps), busManager);
+  const core = new AgentCore(config, { logger, provider: options.provider, taskStore });
+  const { provider, turns } = core;
+  const card = core.card;
 
-  const app = buildServer({
-    agentToken: config.agentToken,
-    card,
-    sendHandler,
-    streamHandler,
-    logger,
-    inflight,
-    health: () => ({
-      status: 'ok',
-      workspace_id: config.workspace.id,
-      region: config.workspace.region,
-      uptime_s: workspace.uptimeS(),
-      active_tasks: turns.activeCount,
-    }),
-  });
+  const app = buildServer({ ...core.rpcDeps(), card, health: () => core.health() });
 
   let host = config.host;
   if ((host === '::' || host === '::0') && !(await ipv6Available())) {
@@ -99,24 +70,9 @@ export async function startAgent(config: AgentConfig, options: StartOptions = {}
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = advertisedUrl(config, host, port);
-  card.setUrl(`${url}/`);
+  core.setUrl(url);
 
-  let platform: PlatformClient | null = null;
-  if (config.platform) {
-    platform = new PlatformClient({
-      platformUrl: config.platform.url,
-      token: config.platform.token,
-      logger,
-      heartbeatIntervalMs: config.heartbeatIntervalS * 1000,
-      registration: () => ({ url, agent_card: card.v1Json() }),
-      heartbeat: () => ({
-        active_tasks: turns.activeCount,
-        current_task: turns.currentTask,
-        error_rate: turns.errorRate,
-        uptime_s: workspace.uptimeS(),
-      }),
-    });
-  }
+  const platform = core.platformClient();
 
   logger.info(
     {
@@ -143,18 +99,11 @@ export async function startAgent(config: AgentConfig, options: StartOptions = {}
       logger.info({ active_tasks: turns.activeCount, grace_ms: graceMs }, 'shutting down');
       platform?.stop();
       const serverClosed = app.close();
-      const idle = Promise.all([turns.whenIdle(), inflight.whenIdle()]).then(() => true);
-      if (!(await within(idle, graceMs))) {
-        const aborted = turns.abortAll('the agent is shutting down');
-        logger.warn({ aborted }, 'turns still running after the grace period; aborting them');
-        await within(idle, 1000);
-      }
+      await core.drain(graceMs);
       // Anything left (a caller that stopped reading, an idle keep-alive socket) must not keep us alive.
       app.server.closeAllConnections();
       await serverClosed;
-      await taskStore.persist().catch((err: unknown) =>
-        logger.error({ err: err instanceof Error ? err.message : String(err) }, 'could not write the task file'),
-      );
+      await core.persist();
       logger.info({ turns: turns.totals }, 'agent stopped');
     })();
     return closing;
@@ -186,16 +135,5 @@ async function openTaskStore(stateDir: string | undefined, logger: Logger): Prom
       'cannot keep tasks in the state directory; tasks will not survive a restart',
     );
     return new BoundedTaskStore();
-  }
-}
-
-/** True if `p` settled within `ms`; the timer is cleared so it never holds the process open. */
-async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  try {
-    return await Promise.race([p.then(() => true as const), timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }

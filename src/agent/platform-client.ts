@@ -21,6 +21,104 @@ export interface PlatformClientOptions {
   heartbeatIntervalMs: number;
   backoff?: { initialMs: number; maxMs: number };
   requestTimeoutMs?: number;
+  /** Sends the requests; default the global fetch. Agents embedded by the thousand share a bounded connection pool. */
+  fetch?: typeof fetch;
+  /** Runs the heartbeat timer. Default: one setInterval per client; many agents in one process share one instead. */
+  scheduler?: HeartbeatScheduler;
+}
+
+/** Calls `fn` every `ms` (first call after `ms`) until the returned function is called. */
+export interface HeartbeatScheduler {
+  every(ms: number, fn: () => void): () => void;
+}
+
+/** What a lone agent uses: its own setInterval. */
+export const intervalScheduler: HeartbeatScheduler = {
+  every(ms, fn) {
+    const timer = setInterval(fn, ms);
+    return () => clearInterval(timer);
+  },
+};
+
+/**
+ * One timer for any number of periodic callbacks (agents embedded in one process): per period, a wheel of slots
+ * `tickMs` wide; a callback sits in the slot where it was added and is called once per turn of the wheel, so the
+ * callers keep the phases they started with (no lockstep) and each tick touches only the callbacks due.
+ */
+export class SharedHeartbeatScheduler implements HeartbeatScheduler {
+  private readonly wheels = new Map<number, Wheel>();
+
+  constructor(private readonly tickMs = 100) {}
+
+  every(ms: number, fn: () => void): () => void {
+    let wheel = this.wheels.get(ms);
+    if (!wheel) {
+      wheel = new Wheel(ms, this.tickMs, () => this.wheels.delete(ms));
+      this.wheels.set(ms, wheel);
+    }
+    return wheel.add(fn);
+  }
+
+  /** Callbacks registered, over all periods. */
+  get size(): number {
+    let n = 0;
+    for (const w of this.wheels.values()) n += w.size;
+    return n;
+  }
+
+  /** Drops every callback and timer. */
+  clear(): void {
+    for (const w of this.wheels.values()) w.clear();
+    this.wheels.clear();
+  }
+}
+
+class Wheel {
+  private readonly slots: Set<() => void>[];
+  private readonly tick: number;
+  private pos = 0;
+  private count = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(periodMs: number, tickMs: number, private readonly onEmpty: () => void) {
+    const n = Math.max(1, Math.round(periodMs / tickMs));
+    this.tick = periodMs / n;
+    this.slots = Array.from({ length: n }, () => new Set<() => void>());
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  add(fn: () => void): () => void {
+    // The slot the wheel reaches last, so the first call comes one period from now (as setInterval's does).
+    const slot = this.slots[(this.pos + this.slots.length - 1) % this.slots.length]!;
+    const entry = () => fn();
+    slot.add(entry);
+    this.count++;
+    if (!this.timer) {
+      this.timer = setInterval(() => this.turn(), this.tick);
+      this.timer.unref();
+    }
+    return () => {
+      if (!slot.delete(entry)) return;
+      if (--this.count === 0) this.clear();
+    };
+  }
+
+  private turn(): void {
+    const slot = this.slots[this.pos]!;
+    this.pos = (this.pos + 1) % this.slots.length;
+    for (const fn of slot) fn();
+  }
+
+  clear(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    for (const s of this.slots) s.clear();
+    this.count = 0;
+    this.onEmpty();
+  }
 }
 
 export const DEFAULT_BACKOFF = { initialMs: 250, maxMs: 5000 };
@@ -36,7 +134,7 @@ type Outcome = { kind: 'ok'; status: number; body: unknown } | { kind: 'http'; s
 export class PlatformClient {
   private stateValue: PlatformState = 'registering';
   private readonly stopController = new AbortController();
-  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private cancelHeartbeat: (() => void) | undefined;
   private heartbeatInFlight = false;
   private heartbeatFailures = 0;
   private resolveRemoved!: () => void;
@@ -105,12 +203,12 @@ export class PlatformClient {
 
   private scheduleHeartbeats(): void {
     this.clearHeartbeat();
-    this.heartbeatTimer = setInterval(() => void this.beat(), this.opts.heartbeatIntervalMs);
+    this.cancelHeartbeat = (this.opts.scheduler ?? intervalScheduler).every(this.opts.heartbeatIntervalMs, () => void this.beat());
   }
 
   private clearHeartbeat(): void {
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    this.heartbeatTimer = undefined;
+    this.cancelHeartbeat?.();
+    this.cancelHeartbeat = undefined;
   }
 
   private async beat(): Promise<void> {
@@ -159,9 +257,20 @@ export class PlatformClient {
   }
 
   private async post(path: string, body: unknown): Promise<Outcome> {
-    const signal = AbortSignal.any([this.stopController.signal, AbortSignal.timeout(this.opts.requestTimeoutMs ?? 10_000)]);
+    // Aborted by stop() or after the timeout; both are released as soon as the request ends, so nothing of a request
+    // outlives it (AbortSignal.timeout would keep its timer, and AbortSignal.any its link, for the whole timeout).
+    const request = new AbortController();
+    const stop = this.stopController.signal;
+    const onStop = () => request.abort(stop.reason);
+    stop.addEventListener('abort', onStop, { once: true });
+    const timer = setTimeout(
+      () => request.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
+      this.opts.requestTimeoutMs ?? 10_000,
+    );
+    const signal = request.signal;
+    if (stop.aborted) request.abort(stop.reason);
     try {
-      const res = await fetch(`${this.opts.platformUrl}${path}`, {
+      const res = await (this.opts.fetch ?? fetch)(`${this.opts.platformUrl}${path}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: `Bearer ${this.opts.token}` },
         body: JSON.stringify(body),
@@ -180,6 +289,9 @@ export class PlatformClient {
       return { kind: 'http', status: res.status, text };
     } catch (err) {
       return { kind: 'network', error: describeFetchError(err) };
+    } finally {
+      clearTimeout(timer);
+      stop.removeEventListener('abort', onStop);
     }
   }
 

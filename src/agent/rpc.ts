@@ -107,12 +107,19 @@ export function taskSend(body: Record<string, unknown>, legacy: boolean): boolea
 }
 
 export function registerRpcRoute(app: FastifyInstance, deps: RpcDeps): void {
+  app.post('/', rpcHandler(deps));
+}
+
+export type RpcHandler = (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>;
+
+/** The handler of `POST /` for one agent; routes serving several agents (embedded.ts) call one of these per agent. */
+export function rpcHandler(deps: RpcDeps): RpcHandler {
   const transports = {
     send: { v1: new JsonRpcTransportHandler(deps.sendHandler), legacy: new LegacyJsonRpcTransportHandler(deps.sendHandler) },
     stream: { v1: new JsonRpcTransportHandler(deps.streamHandler), legacy: new LegacyJsonRpcTransportHandler(deps.streamHandler) },
   };
 
-  app.post('/', async (req, reply) => {
+  return async (req, reply) => {
     const started = performance.now();
     const raw = typeof req.body === 'string' ? req.body : '';
     let body: unknown;
@@ -187,7 +194,7 @@ export function registerRpcRoute(app: FastifyInstance, deps: RpcDeps): void {
       if (reply.sent || reply.raw.headersSent) return reply;
       return reply.code(error.code === -32603 ? 500 : 200).send({ jsonrpc: '2.0', id, error });
     }
-  });
+  };
 }
 
 function resultKind(out: unknown): string {

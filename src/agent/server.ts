@@ -1,6 +1,6 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { AgentCardStore } from './card.js';
-import { registerRpcRoute, type RpcDeps } from './rpc.js';
+import { rpcHandler, type RpcDeps, type RpcHandler } from './rpc.js';
 
 export interface HealthBody {
   status: 'ok';
@@ -21,32 +21,60 @@ const CARD_PATHS = [
   '/.well-known/agent.json',
 ];
 
+/** What the routes need of the agent answering a request. */
+export interface AgentRoutes {
+  card: AgentCardStore;
+  health: () => HealthBody;
+  rpc: RpcHandler;
+}
+
 /** The agent's HTTP surface. Card and healthz are open (the platform probes them); `POST /` needs the agent token. */
 export function buildServer(deps: ServerDeps): FastifyInstance {
-  const app = Fastify({
-    logger: false,
-    bodyLimit: 4 * 1024 * 1024,
+  const app = agentApp({
     // Shutdown stops accepting, lets running turns finish, and answers late requests on kept-alive sockets with 503.
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   });
+  const routes: AgentRoutes = { card: deps.card, health: deps.health, rpc: rpcHandler(deps) };
+  registerAgentRoutes(app, () => routes);
+  return app;
+}
 
+/** The Fastify instance the agent's routes run on (also the one embedded agents share, see embedded.ts). */
+export function agentApp(options: FastifyServerOptions = {}): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024, ...options });
   // JSON-RPC wants the raw text: we answer bad JSON with -32700 ourselves, and the SDK parses what is valid.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  return app;
+}
 
-  app.get('/healthz', async () => deps.health());
+/**
+ * `/healthz`, the card paths and `POST /`, answered by the agent `agentFor` picks for the request: always the same
+ * one in an agent's own server, the addressed one where several agents share an instance. `undefined` → 404.
+ */
+export function registerAgentRoutes(app: FastifyInstance, agentFor: (req: FastifyRequest) => AgentRoutes | undefined): void {
+  const notFound = (reply: FastifyReply) => reply.code(404).send({ error: 'no agent here' });
+
+  app.get('/healthz', async (req, reply) => {
+    const agent = agentFor(req);
+    return agent ? agent.health() : notFound(reply);
+  });
 
   for (const path of CARD_PATHS) {
     app.get(path, async (req, reply) => {
+      const agent = agentFor(req);
+      if (!agent) return notFound(reply);
       const version = req.headers['a2a-version'];
       const inm = req.headers['if-none-match'];
-      const out = deps.card.respond(Array.isArray(version) ? version[0] : version, Array.isArray(inm) ? inm.join(',') : inm);
+      const out = agent.card.respond(Array.isArray(version) ? version[0] : version, Array.isArray(inm) ? inm.join(',') : inm);
       reply.code(out.status).headers(out.headers);
       return out.status === 304 ? reply.send() : reply.send(out.body);
     });
   }
 
-  registerRpcRoute(app, deps);
-  return app;
+  app.post('/', async (req, reply) => {
+    const agent = agentFor(req);
+    return agent ? agent.rpc(req, reply) : notFound(reply);
+  });
 }

@@ -1,6 +1,6 @@
 /**
  * npm run fly-sim -- [--port 4280] [--proxy-port 4281] [--host 127.0.0.1] [--token sim-token]
- *                    [--no-rate-limits] [--region ord] [--slow-boot-ms N] [--quiet]
+ *                    [--no-rate-limits] [--region ord] [--slow-boot-ms N] [--light] [--quiet]
  *
  * Env: FLY_SIM_PORT, FLY_SIM_PROXY_PORT, FLY_SIM_HOST, FLY_SIM_TOKEN, FLY_OPENAPI_SPEC.
  */
@@ -31,6 +31,7 @@ async function main(): Promise<void> {
         region: { type: 'string' },
         'slow-boot-ms': { type: 'string' },
         'no-rate-limits': { type: 'boolean', default: false },
+        light: { type: 'boolean', default: false },
         quiet: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -50,6 +51,7 @@ async function main(): Promise<void> {
         '  --region R          default region for creates (default ord)',
         '  --slow-boot-ms N    extra time every machine spends in `starting`',
         '  --no-rate-limits    disable Fly\'s token buckets (on by default)',
+        '  --light             run each machine\'s agent inside the simulator (a few KB each) instead of as a process',
         '  --quiet             do not print requests and machine output',
         '',
       ].join('\n'),
@@ -71,6 +73,7 @@ async function main(): Promise<void> {
       token: values.token ?? process.env.FLY_SIM_TOKEN ?? 'sim-token',
       defaultRegion: values.region,
       rateLimits: !values['no-rate-limits'],
+      light: values.light,
       timing: slow !== undefined ? { slowBootMs: Number(slow) } : undefined,
       onRequestLogged: quiet
         ? undefined
@@ -94,6 +97,7 @@ async function main(): Promise<void> {
       'Try:',
       `  curl -s -H "Authorization: Bearer ${sim.token}" ${sim.url}/v1/apps/my-app/machines | jq`,
       `  curl -s ${sim.proxyUrl}/`,
+      `Agents: ${values.light ? 'light (inside this process; no pid, no port)' : 'child processes'}.`,
       `Rate limits: ${sim.engine.rateLimitsEnabled ? 'on (Fly\'s published buckets)' : 'off'}. Faults: POST ${sim.url}/__sim/faults (see tools/fly-sim/README.md).`,
       'Ctrl-C stops the simulator and every machine process.',
       '',
@@ -104,7 +108,8 @@ async function main(): Promise<void> {
   const shutdown = async (sig: string) => {
     if (stopping) return;
     stopping = true;
-    process.stdout.write(`\nfly-sim: ${sig}, stopping ${sim.pids().length} machine process(es)\n`);
+    const light = sim.engine.lightAgents();
+    process.stdout.write(`\nfly-sim: ${sig}, stopping ${sim.pids().length} machine process(es)${light ? ` and ${light} light agent(s)` : ''}\n`);
     await sim.close();
     process.exit(0);
   };

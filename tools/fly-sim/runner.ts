@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import type { Clock } from './util.js';
 import { signalNumber } from './util.js';
@@ -62,9 +63,35 @@ export class LogBuffer {
   }
 }
 
+/**
+ * A machine's main process as the engine drives it: a child process (MachineProcess) or, with `light`, an agent
+ * running inside the simulator (LightProcess in light.ts). Both die, stop, suspend and report their exit the same way.
+ */
+export interface MainProcess {
+  /** OS pid; undefined for a light agent (it has none). */
+  readonly pid: number | undefined;
+  readonly exited: Promise<ExitInfo>;
+  readonly spawned: Promise<boolean>;
+  spawnError: Error | null;
+  exitInfo: ExitInfo | null;
+  requestedStop: boolean;
+  suspended: boolean;
+  readonly alive: boolean;
+  signal(sig: NodeJS.Signals): void;
+  stop(signal: NodeJS.Signals, timeoutMs: number): Promise<ExitInfo>;
+  kill(): Promise<ExitInfo>;
+  suspend(): void;
+  resume(): void;
+  confirmStopped(timeoutMs?: number): Promise<boolean>;
+  /** Light agents only: answers a request the proxy would otherwise forward to a local port. */
+  dispatch?(req: IncomingMessage, res: ServerResponse): void;
+  /** Light agents only: a request answered in memory (config.checks). Rejects when nothing answers. */
+  probe?(method: 'GET' | 'HEAD' | 'POST', path: string): Promise<{ status: number; body: string }>;
+}
+
 const OOM_PATTERNS = [/JavaScript heap out of memory/, /Reached heap limit/, /Out of memory/i];
 
-export class MachineProcess {
+export class MachineProcess implements MainProcess {
   readonly child: ChildProcess;
   readonly pid: number | undefined;
   /** Resolves once, when the process has exited (or failed to spawn). */
@@ -232,7 +259,7 @@ export function canConnect(port: number, host = '127.0.0.1', timeoutMs = 500): P
  */
 export async function waitForPort(
   port: number,
-  proc: MachineProcess,
+  proc: MainProcess,
   timeoutMs: number,
   isCancelled: () => boolean,
 ): Promise<'open' | 'exited' | 'cancelled' | 'timeout'> {

@@ -4,7 +4,7 @@
  */
 import { agentCommand as defaultAgentCommand } from '../../../src/agent/launch.js';
 import { freePort } from '../../../src/util/net.js';
-import { MachineProcess, waitForPort, type BootCommand, type ExitInfo } from '../runner.js';
+import { MachineProcess, waitForPort, type BootCommand, type ExitInfo, type MainProcess } from '../runner.js';
 import { clockSleep, imageRefString, parseImageRef } from '../util.js';
 import { startChecks, stopChecks } from './checks.js';
 import { exitEvent, finishStopped } from './lifecycle.js';
@@ -12,7 +12,7 @@ import { secretEnv } from './secrets.js';
 import type { EngineState } from './state.js';
 import type { BootContext, Json, MachineEvent, MachineRecord } from './types.js';
 
-function resolveImage(e: EngineState, m: MachineRecord): { kind: 'run'; cmd: BootCommand } | { kind: 'unpullable'; reason: string } {
+function resolveImage(e: EngineState, m: MachineRecord): { kind: 'run'; cmd: BootCommand; agent?: boolean } | { kind: 'unpullable'; reason: string } {
   const image: string = m.config.image;
   const ref = parseImageRef(image);
   const repoLast = ref.repository.split('/').pop() ?? '';
@@ -23,11 +23,11 @@ function resolveImage(e: EngineState, m: MachineRecord): { kind: 'run'; cmd: Boo
   const ctx: BootContext = { app: m.app, machineId: m.id, image, imageRef: ref, memoryMb: m.config.guest.memory_mb, config: m.config };
   const agent = (): BootCommand => (e.opts.agentCommand ?? defaultAgentCommand)({ heapMb: m.config.guest.memory_mb });
   if (mapping !== undefined) {
-    if (mapping === 'agent') return { kind: 'run', cmd: agent() };
+    if (mapping === 'agent') return { kind: 'run', cmd: agent(), agent: true };
     return { kind: 'run', cmd: typeof mapping === 'function' ? mapping(ctx) : mapping };
   }
   const pattern = e.opts.agentImagePattern ?? /(^|\/)workspace-[a-z0-9][a-z0-9._-]*$/;
-  if (pattern.test(ref.repository)) return { kind: 'run', cmd: agent() };
+  if (pattern.test(ref.repository)) return { kind: 'run', cmd: agent(), agent: true };
   return {
     kind: 'unpullable',
     reason: 'not found (fly-sim runs only images it maps to a local command: `…/workspace-<runtime>` or the images option)',
@@ -93,6 +93,7 @@ export async function boot(e: EngineState, m: MachineRecord, source: MachineEven
   if ('error' in secrets) {
     return failLaunch(e, m, `failed to set up the machine's secrets: ${secrets.error}`);
   }
+  if (resolved.agent && e.opts.light) return bootLight(e, m, epoch, resolved.cmd, secrets.env);
   const hostPort = await freePort();
   if (m.epoch !== epoch || e.closed) return;
   const env = machineEnv(m, resolved.cmd, hostPort, secrets.env, e.diskOf(m));
@@ -118,7 +119,26 @@ export async function boot(e: EngineState, m: MachineRecord, source: MachineEven
   startChecks(e, m, epoch);
 }
 
-function onExit(e: EngineState, m: MachineRecord, proc: MachineProcess, info: ExitInfo): void {
+/**
+ * A light agent: the agent inside the simulator (light.ts), with the environment a child would get — PORT is the
+ * internal port, since nothing listens; the proxy hands requests to it in memory. Started as soon as it exists.
+ */
+async function bootLight(e: EngineState, m: MachineRecord, epoch: number, cmd: BootCommand, secrets: Record<string, string>): Promise<void> {
+  const host = await e.lightHost();
+  if (m.epoch !== epoch || e.closed) return;
+  const { LightProcess } = await import('../light.js');
+  const env = machineEnv(m, cmd, m.internalPort, secrets, `/home/${m.id}`);
+  const proc = new LightProcess(host, env, e.clock, (stream, line) => e.log(m, stream, line));
+  m.proc = proc;
+  m.hostPort = undefined;
+  void proc.exited.then((info) => onExit(e, m, proc, info));
+  e.log(m, 'sim', `light agent (in the simulator process); internal port ${m.internalPort} answered in memory`);
+  if (!proc.alive) return;
+  e.transition(m, 'started', 'start', 'flyd');
+  startChecks(e, m, epoch);
+}
+
+function onExit(e: EngineState, m: MachineRecord, proc: MainProcess, info: ExitInfo): void {
   if (proc.spawnError) return;
   if (m.proc !== proc) return;
   m.proc = undefined;

@@ -21,7 +21,18 @@ export function startChecks(e: EngineState, m: MachineRecord, epoch: number): vo
       const port = m.hostPort;
       let status: CheckState['status'] = 'critical';
       let output = '';
-      if (port === undefined) output = 'machine has no local port';
+      const light = m.proc?.probe ? m.proc : undefined;
+      if (light) {
+        // A light agent has no port: the check's request is answered in memory; tcp passes while it runs.
+        try {
+          const path = c.type === 'http' ? (c.path ?? '/') : '/healthz';
+          const r = await light.probe!(c.type === 'http' ? (c.method ?? 'GET') : 'GET', path);
+          status = c.type !== 'http' || (r.status >= 200 && r.status < 400) ? 'passing' : 'critical';
+          output = c.type === 'http' ? `HTTP GET ${path}: ${r.status}` : 'connection succeeded';
+        } catch (e) {
+          output = c.type === 'http' ? `HTTP GET ${c.path ?? '/'}: ${(e as Error).message}` : 'connection refused';
+        }
+      } else if (port === undefined) output = 'machine has no local port';
       else if (c.type === 'http') {
         try {
           const res = await fetch(`http://127.0.0.1:${port}${c.path ?? '/'}`, {

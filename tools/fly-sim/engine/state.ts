@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { FaultRegistry, type FaultSpec } from '../faults.js';
 import { FLY_RATE_LIMITS, RateLimiter } from '../ratelimit.js';
+import type { EmbeddedAgentHost } from '../light.js';
 import type { LogStream } from '../runner.js';
 import type { AppSecrets } from '../secrets.js';
 import { loadSpec, type FlySpec } from '../spec.js';
@@ -31,6 +32,8 @@ export class EngineState {
   readonly graveyard = new Map<string, MachineRecord>();
   readonly timers = new Set<TimerHandle>();
   closed = false;
+  /** Where light agents run (made on the first light boot; see light.ts). */
+  private lightHostValue: Promise<EmbeddedAgentHost> | undefined;
   /** Each machine's disk (its HOME): kept across restarts, gone with the machine, as a Fly rootfs is. */
   private disks: string | undefined;
 
@@ -173,6 +176,23 @@ export class EngineState {
     if (this.disks) fs.rmSync(path.join(this.disks, m.id), { recursive: true, force: true });
   }
 
+  /** The one host of every light agent of this simulator, loaded on first use (plain simulators never load the agent). */
+  lightHost(): Promise<EmbeddedAgentHost> {
+    this.lightHostValue ??= import('../light.js').then(async ({ EmbeddedAgentHost }) => {
+      const host = new EmbeddedAgentHost();
+      await host.start();
+      return host;
+    });
+    return this.lightHostValue;
+  }
+
+  /** Light agents running now. */
+  lightAgents(): number {
+    let n = 0;
+    for (const m of this.machines.values()) if (m.proc?.alive && m.proc.dispatch) n++;
+    return n;
+  }
+
   /** Kills every child (by pid, SIGKILL to its process group), answers pending waits 503, clears timers. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -186,6 +206,7 @@ export class EngineState {
       if (m.proc?.alive) exits.push(m.proc.kill());
     }
     await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, 5000).unref())]);
+    if (this.lightHostValue) await (await this.lightHostValue).close();
     if (this.disks) fs.rmSync(this.disks, { recursive: true, force: true });
   }
 }

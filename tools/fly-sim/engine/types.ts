@@ -3,7 +3,7 @@
  * Kept apart so the behaviour modules can share the types without importing each other.
  */
 import type { RateLimitConfig } from '../ratelimit.js';
-import type { BootCommand, ExitInfo, LogBuffer, LogLine, MachineProcess } from '../runner.js';
+import type { BootCommand, ExitInfo, LogBuffer, LogLine, MainProcess } from '../runner.js';
 import type { Clock, ImageRef, TimerHandle } from '../util.js';
 
 export type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -103,6 +103,12 @@ export interface EngineOptions {
   images?: Record<string, ImageMapping>;
   /** Images whose repository matches run the agent. Default: last path segment `workspace-<runtime>`. */
   agentImagePattern?: RegExp;
+  /**
+   * Light agents: machines whose image is the agent (a `workspace-<runtime>` image, or an `images` entry `'agent'`)
+   * run it inside the simulator (src/agent/embedded.ts) instead of as a child process: no pid, no port, a few KB
+   * each. Same contract (register, heartbeat, A2A, card, healthz behind the proxy); dies with the machine.
+   */
+  light?: boolean;
   /** How to run the agent (default: agentCommand() from src/agent/launch.ts). */
   agentCommand?: (opts: { heapMb?: number }) => { command: string; args: string[] };
   timing?: Partial<SimTiming>;
@@ -174,7 +180,8 @@ export interface MachineRecord {
   destroyedAt?: number;
   /** Bumped by every lifecycle operation; async continuations of an older operation stop when it changed. */
   epoch: number;
-  proc?: MachineProcess;
+  proc?: MainProcess;
+  /** Local port of a child process; undefined for a light agent (the proxy dispatches to it in memory). */
   hostPort?: number;
   internalPort: number;
   failureTimes: number[];

@@ -23,6 +23,8 @@ export async function startFlySim(opts: FlySimOptions = {}): Promise<FlySim> {
       for (const l of transitionListeners) l(t);
     },
   });
+  // Light agents: load the agent runtime now, so the first machine boots as fast as the others.
+  if (opts.light) await engine.lightHost();
   const requestLog = new RequestLog(opts.maxRequestLog ?? 10_000, opts.onRequestLogged);
   // The /__sim routes report the URLs, which exist only once both servers listen.
   let sim: FlySim | undefined;

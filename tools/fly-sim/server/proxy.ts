@@ -87,9 +87,17 @@ function handle(engine: Engine, req: IncomingMessage, res: ServerResponse): void
     req.resume();
     return;
   }
-  if (m.state !== 'started' || !m.proc?.alive || m.hostPort === undefined) {
+  const proc = m.proc;
+  if (m.state !== 'started' || !proc?.alive || (m.hostPort === undefined && !proc.dispatch)) {
     text(res, 503, `fly-sim proxy: machine ${id} is ${m.state}, not started; nothing to forward to\n`, requestId);
     req.resume();
+    return;
+  }
+  if (proc.dispatch) {
+    // A light agent: answered in memory by the agent's own routes, streamed as they write.
+    res.setHeader('fly-request-id', requestId);
+    res.setHeader('via', '1.1 fly.io (fly-sim)');
+    proc.dispatch(req, res);
     return;
   }
   const headers: Record<string, string | string[]> = {};
