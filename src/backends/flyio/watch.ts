@@ -13,6 +13,7 @@ import { describeNotRunning, lastExit, mapState, META } from './machines.js';
 export class MachineWatch extends InstanceWatch {
   private pollTimer: NodeJS.Timeout | undefined;
   private pollBackoff = 1;
+  private looks = 0;
   private polling: Promise<void> | undefined;
   private closed = false;
 
@@ -73,16 +74,24 @@ export class MachineWatch extends InstanceWatch {
     this.pollTimer.unref();
   }
 
-  /** One look at our machines: report those that left `started` while no operation of ours was running. */
+  /**
+   * One look at our machines: report those that left `started`. Most looks list only machines that are not running,
+   * in summary, so a look costs what changed, not the size of the fleet; every FULL_LOOK_EVERY-th lists them all (in
+   * summary) to notice machines that vanished or sit in states the filter cannot name. A machine that looks dead is
+   * then read whole, for how it ended.
+   */
   private async pollOnce(): Promise<void> {
     const candidates = this.watched();
     if (!candidates.length || this.closed) return;
+    const full = this.looks++ % FULL_LOOK_EVERY === 0;
     // Not retried (the next look is the retry), so watching never crowds out real work.
-    const byId = await this.ourMachines({ retry: false });
+    const listed = await this.ourMachines({ retry: false }, full ? undefined : NOT_RUNNING);
     for (const { instanceId: id, incarnation } of candidates) {
-      let m: FlyMachine | null | undefined = byId.get(id);
+      const seen = listed.get(id);
+      if (seen && (seen.state === 'started' || mapState(seen.state) === 'starting')) continue;
+      if (!seen && !full) continue; // not among the stopped ones
       // Lists leave destroyed machines out: confirm before calling it gone.
-      if (!m) m = await this.ctx.client.find(id, { retry: false }).catch(() => undefined);
+      const m: FlyMachine | null | undefined = await this.ctx.client.find(id, { retry: false }).catch(() => undefined);
       if (m === undefined) continue; // could not tell
       const state = m ? m.state : 'destroyed';
       if (state === 'started' || mapState(state) === 'starting') continue; // running, or Fly's restart policy at work
@@ -93,11 +102,16 @@ export class MachineWatch extends InstanceWatch {
     }
   }
 
-  private async ourMachines(opts: { retry?: boolean } = {}): Promise<Map<string, FlyMachine>> {
-    const ms = await this.ctx.client.list({ metadata: { [META.platformId]: this.ctx.platformId } }, opts);
+  private async ourMachines(opts: { retry?: boolean } = {}, state?: string[]): Promise<Map<string, FlyMachine>> {
+    const ms = await this.ctx.client.list({ metadata: { [META.platformId]: this.ctx.platformId }, summary: true, ...(state ? { state } : {}) }, opts);
     return new Map(ms.map((m) => [m.id, m]));
   }
 }
+
+/** The states a quick look lists (the API's state filter knows created, started, stopped, suspended). */
+const NOT_RUNNING = ['created', 'stopped', 'suspended'];
+/** One look in this many lists every machine (at the default 3 s: every 15 s). */
+const FULL_LOOK_EVERY = 5;
 
 /** How a machine that left `started` is reported (null: destroyed); a state we cannot place counts as failed. */
 function deathOf(id: string, m: FlyMachine | null): InstanceState {

@@ -16,6 +16,8 @@ export interface MachineFilter {
   state?: string[];
   region?: string;
   includeDeleted?: boolean;
+  /** Only summary info (no config, checks, events…): what a caller that needs ids, states and metadata asks for. */
+  summary?: boolean;
 }
 
 export interface ReadOptions {
@@ -31,6 +33,7 @@ export async function listMachines(t: FlyTransport, filter: MachineFilter = {}, 
   if (filter.state?.length) query.state = filter.state.join(',');
   if (filter.region) query.region = filter.region;
   if (filter.includeDeleted) query.include_deleted = true;
+  if (filter.summary) query.summary = true;
   const r = await t.call<FlyMachine[]>('GET', t.machinesPath(), { action: 'list', query, ...opts });
   return Array.isArray(r.body) ? r.body : [];
 }
