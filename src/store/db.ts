@@ -47,6 +47,10 @@ export async function openStore(opts: {
     }
     const sqlite = new SQLite(location);
     sqlite.pragma('journal_mode = WAL');
+    // In WAL mode NORMAL syncs at checkpoints rather than on every commit: a commit costs ~35 µs instead of an
+    // fsync (~600 µs here), which heartbeats pay a thousand times a second at 10,000 workspaces. The database
+    // cannot be corrupted this way; a power loss (not a crash of the platform) may lose the last commits.
+    sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = ON');
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
