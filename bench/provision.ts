@@ -1,5 +1,6 @@
 /**
- * Time from `POST /workspaces` to `ready` (agent registered), and from `resume` to the first A2A reply, on the
+ * Time from `POST /workspaces` to `ready` (agent registered), from `resume` to the first A2A reply, and from a
+ * message to a sleeping workspace (idle timeout, issue 14) to its reply — the wake included — on the
  * process backend, on docker (a real engine at DOCKER_HOST, runtime image from `npm run build:images`), or on flyio
  * against the Fly Machines simulator (its rate limits on, as Fly's). Baseline in the
  * same run: starting the same agent directly (no platform) and waiting for its /healthz — the floor any backend
@@ -63,7 +64,8 @@ const backendEnv = sim
     ? dockerEnv
     : { CONTAINER_BACKEND: 'process' };
 const platformChild = spawn(process.execPath, ['--import', 'tsx', path.resolve(import.meta.dirname, '../src/main.ts')], {
-  env: { PATH: process.env.PATH, HOME: process.env.HOME, PORT: String(port), MOLECULE_DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...backendEnv },
+  // Idle checks every 100 ms and activity written at most every 100 ms, so a workspace sleeps ~1 s after its reply.
+  env: { PATH: process.env.PATH, HOME: process.env.HOME, PORT: String(port), MOLECULE_DATA_DIR: dataDir, LOG_LEVEL: 'warn', MOLECULE_LIVENESS_INTERVAL_MS: '100', MOLECULE_ACTIVITY_FLUSH_MS: '100', ...backendEnv },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 const base = `http://127.0.0.1:${port}`;
@@ -74,6 +76,7 @@ await poll(async () => (await fetch(`${base}/healthz`)).ok);
 const direct: number[] = [];
 const create: number[] = [];
 const resume: number[] = [];
+const wake: number[] = [];
 try {
   await directAgentBoot(); // warm the file cache and tsx's transform cache
   for (let i = 0; i < N; i++) {
@@ -96,6 +99,23 @@ try {
       return r.status === 200;
     });
     resume.push(ms(t0));
+
+    // Asleep (idle 1 s, instance stopped or suspended), then one message: held through the wake, then answered.
+    await json('PATCH', `/workspaces/${ws.id}`, { idle_timeout_s: 1 });
+    await poll(async () => {
+      const evs = (await json('GET', `/workspaces/${ws.id}/events`)) as { type: string; data: { step?: string; to?: string } }[];
+      const i = evs.map((e) => e.type === 'workspace.status' && e.data.to === 'sleeping').lastIndexOf(true);
+      return i >= 0 && evs.slice(i).some((e) => e.data.step === 'instance stopped' || e.data.step === 'instance suspended');
+    });
+    t0 = process.hrtime.bigint();
+    const r = await fetch(`${base}/workspaces/${ws.id}/a2a`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ role: 'user', parts: [{ kind: 'text', text: 'What region are you running in?' }] }),
+    });
+    const answer = (await r.json()) as { result?: unknown; error?: unknown };
+    if (!answer.result) throw new Error(`the woken workspace did not answer: ${JSON.stringify(answer)}`);
+    wake.push(ms(t0));
     await json('DELETE', `/workspaces/${ws.id}`);
   }
 } finally {
@@ -115,3 +135,5 @@ console.log('|---|---|---|---|---|');
 console.log(row('direct agent boot to /healthz (baseline)', direct));
 console.log(row('POST /workspaces → ready', create));
 console.log(row('resume → first A2A reply', resume));
+console.log(row('sleeping → first A2A reply (message wakes it)', wake));
+console.log(`sleeping → first A2A reply vs POST → ready (p50): ${(quantile(wake, 0.5) / quantile(create, 0.5)).toFixed(2)}× (target ≤ 1.2× on process and docker)`);

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// The `molecule` command. Runs the TypeScript sources through tsx, as `npm start` does.
-import { register } from 'tsx/esm/api';
+// The `molecule` command: runs the built CLI (dist/cli.js), rebuilding it first when src/ is newer (~0.2 s with
+// esbuild), so a fresh checkout works without `npm run build`.
+import { bundleUrl, ensureBundles } from '../tools/build/bundle.mjs';
 
-register();
-const { main } = await import('../src/cli/main.ts');
+await ensureBundles(['cli']);
+const { main } = await import(bundleUrl('cli'));
 await main();

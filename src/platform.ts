@@ -26,6 +26,11 @@ export interface Platform {
   provisioner: Provisioner;
   reconciler: Reconciler;
   membership: Membership;
+  /**
+   * Graceful shutdown's first half (main.ts on SIGTERM): refuses new requests (503, /healthz `draining`) and waits
+   * up to `graceMs` (default MOLECULE_SHUTDOWN_GRACE_S) for the A2A calls and streams in flight; then call close().
+   */
+  drain(graceMs?: number): Promise<{ drained: boolean; inFlight: number }>;
   /** Stops the API and timers; workspace instances keep running (a restarted platform adopts them). */
   close(): Promise<void>;
 }
@@ -87,7 +92,7 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
     logger.info({ url: l.url, subnets: net.subnets }, `agents of the ${provisioner.name} backend reach the platform at ${l.url} (agent-facing routes only)`);
     return l;
   };
-  const { svc, secretService, reconciler } = createLifecycle({
+  const { svc, secretService, reconciler, idle } = createLifecycle({
     config,
     stores,
     bus,
@@ -123,6 +128,7 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
   } catch (e) {
     await app.close();
     await agentListener?.then((l) => l.close(), () => undefined);
+    await idle.close();
     await reconciler.close();
     if (!opts.provisioner) await provisioner.close();
     await bus.close();
@@ -142,9 +148,13 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
     provisioner,
     reconciler,
     membership,
+    drain(graceMs = config.shutdownGraceMs) {
+      return app.drain(graceMs);
+    },
     async close() {
       await membership.leave();
       await leadership;
+      await idle.close();
       await reconciler.close();
       await agentListener?.then((l) => l.close(), () => undefined);
       await app.close();

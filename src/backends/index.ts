@@ -91,6 +91,7 @@ async function dockerProvisioner(config: Config, logger: Logger, socketPath: str
     logger,
     platformId: opts.platformId ?? loadDockerPlatformId(config.dataDir),
     network: config.docker.network,
+    agentAddress: config.docker.agentAddress,
     stopTimeoutS: config.docker.stopTimeoutS,
     pullTimeoutS: config.docker.pullTimeoutS,
     images: RUNTIMES.map((r) => imageFor(r, config.runtimeImage)),

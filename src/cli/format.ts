@@ -21,7 +21,8 @@ export function ago(iso: string | null | undefined, now = Date.now()): string {
 }
 
 export function statusText(ws: { status: string; status_reason: string | null; needs_restart?: boolean }): string {
-  const base = ws.status_reason && ws.status !== 'ready' ? `${ws.status} (${ws.status_reason})` : ws.status;
+  const base =
+    ws.status === 'sleeping' ? `sleeping, wakes on message${ws.status_reason ? ` (${ws.status_reason})` : ''}` : ws.status_reason && ws.status !== 'ready' ? `${ws.status} (${ws.status_reason})` : ws.status;
   return ws.needs_restart ? `${base}, needs restart` : base;
 }
 

@@ -93,6 +93,7 @@ function program(): Command {
     .option('--parent <workspace>', 'parent workspace (id, prefix or name)')
     .option('-e, --env <KEY=VALUE>', 'environment variable (repeatable)', collectPairs, {})
     .option('--secret <KEY=VALUE>', 'secret, stored encrypted (repeatable)', collectPairs, {})
+    .option('--idle-timeout <seconds>', 'sleep after this many idle seconds ("never": never; default MOLECULE_IDLE_TIMEOUT_S)', (v) => (v === 'never' ? null : Number(v)))
     .option('-w, --wait', 'wait until the workspace is ready (exit 1 if it fails)')
     .option('--timeout <seconds>', 'give up waiting after this long', (v) => Number(v), 180)
     .action(async (name: string, o: CreateOpts) => {
@@ -105,6 +106,7 @@ function program(): Command {
       if (o.parent !== undefined) body.parent_id = await resolveWorkspace(api, o.parent);
       if (Object.keys(o.env).length) body.env = o.env;
       if (Object.keys(o.secret).length) body.secrets = o.secret;
+      if (o.idleTimeout !== undefined) body.idle_timeout_s = o.idleTimeout;
       const ws = await api.json<Workspace>('POST', '/workspaces', body);
       if (!o.wait) return print(json, ws, () => `${ws.id}  ${ws.name}  ${ws.status}`);
       if (!json) console.log(`${ws.id}  ${ws.name}  created; waiting for ready…`);
@@ -126,10 +128,10 @@ function program(): Command {
       );
     });
 
-  for (const action of ['restart', 'pause', 'resume'] as const) {
+  for (const action of ['restart', 'pause', 'resume', 'wake'] as const) {
     cli
       .command(`${action} <workspace>`)
-      .description(`${action} the workspace's instance`)
+      .description(action === 'wake' ? 'wake a sleeping workspace without sending it a message' : `${action} the workspace's instance`)
       .action(async (ref: string) => {
         const { api, json } = ctx();
         const ws = await api.json<Workspace>('POST', `/workspaces/${await resolveWorkspace(api, ref)}/${action}`);
@@ -266,6 +268,8 @@ type CreateOpts = {
   secret: Record<string, string>;
   wait?: boolean;
   timeout: number;
+  /** Seconds, or null for "never". */
+  idleTimeout?: number | null;
 };
 
 function positiveInt(v: string, what: string): number {

@@ -34,10 +34,21 @@ export interface Config {
     /** How long the reconciler lease lasts unrenewed: a replica that died is replaced within this. */
     leaseTtlMs: number;
   };
+  /** MOLECULE_SHUTDOWN_GRACE_S: on SIGTERM, how long in-flight A2A calls and streams may take before the process exits. */
+  shutdownGraceMs: number;
   a2a: {
     maxBodyBytes: number;
     maxResponseBytes: number;
     timeoutMs: number;
+  };
+  /** Idle workspaces sleep and wake on a message (core/idle.ts). */
+  idle: {
+    /** MOLECULE_IDLE_TIMEOUT_S: the idle timeout of workspaces created without one; null = never sleep. */
+    defaultTimeoutS: number | null;
+    /** MOLECULE_WAKE_TIMEOUT_S: how long an A2A request to a sleeping workspace is held for its wake. */
+    wakeTimeoutMs: number;
+    /** How often one replica writes a workspace's activity to the database at most (trailing edge: none is lost). */
+    activityFlushMs: number;
   };
   /** Limits of the REST API (README "Security"). */
   limits: {
@@ -55,7 +66,15 @@ export interface Config {
   docker: {
     /** DOCKER_HOST as given (a socket path or unix:// URL); unset means /var/run/docker.sock. */
     host: string | undefined;
-    network: string;
+    /** MOLECULE_DOCKER_NETWORK as given; unset: `bridge`, or the platform's own network when it runs in a container. */
+    network: string | undefined;
+    /**
+     * MOLECULE_DOCKER_AGENT_ADDRESS, how the platform reaches agents: `published` (port 8000 published on an
+     * ephemeral 127.0.0.1 port: the platform runs on the engine's host), `network` (by container name on the
+     * network, which the platform's own container joins: the platform runs in a container of that engine), or
+     * `auto` (default): `network` when this process is a container of the engine it drives, else `published`.
+     */
+    agentAddress: 'auto' | 'published' | 'network';
     stopTimeoutS: number;
     pullTimeoutS: number;
   };
@@ -69,10 +88,20 @@ export interface Config {
     proxyUrl: string | undefined;
     /** Set by Fly when the platform itself runs on Fly: machines are then reached over the private network. */
     platformAppName: string | undefined;
+    /** Pace calls to Fly's published rate limits (MOLECULE_FLY_RATE_LIMITS=off: only where they do not apply). */
+    clientRateLimits: boolean;
   };
 }
 
 export class ConfigError extends Error {}
+
+function onOff(env: NodeJS.ProcessEnv, name: string, def: boolean): boolean {
+  const v = env[name]?.trim().toLowerCase();
+  if (!v) return def;
+  if (['on', 'true', '1'].includes(v)) return true;
+  if (['off', 'false', '0'].includes(v)) return false;
+  throw new ConfigError(`${name} must be on or off, got "${env[name]}"`);
+}
 
 function int(env: NodeJS.ProcessEnv, name: string, def: number, min = 0): number {
   const raw = env[name];
@@ -99,6 +128,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const dataDir = path.resolve(env.MOLECULE_DATA_DIR || '.molecule');
   const databaseUrl = env.DATABASE_URL || undefined;
   const secretsKey = secretsKeyFrom(env, dataDir, databaseUrl);
+  const agentAddress = (env.MOLECULE_DOCKER_AGENT_ADDRESS?.trim() || 'auto') as Config['docker']['agentAddress'];
+  if (!['auto', 'published', 'network'].includes(agentAddress)) {
+    throw new ConfigError(`MOLECULE_DOCKER_AGENT_ADDRESS must be auto, published or network, got "${env.MOLECULE_DOCKER_AGENT_ADDRESS}"`);
+  }
   return {
     port: int(env, 'PORT', 8080),
     host,
@@ -124,10 +157,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       reconcileIntervalMs: int(env, 'MOLECULE_RECONCILE_INTERVAL_S', 60, 1) * 1000,
       leaseTtlMs: int(env, 'MOLECULE_LEASE_TTL_S', 15, 1) * 1000,
     },
+    shutdownGraceMs: int(env, 'MOLECULE_SHUTDOWN_GRACE_S', 10, 0) * 1000,
     a2a: {
       maxBodyBytes: int(env, 'MOLECULE_A2A_MAX_BODY_BYTES', 1024 * 1024, 1024),
       maxResponseBytes: int(env, 'MOLECULE_A2A_MAX_RESPONSE_BYTES', 10 * 1024 * 1024, 1024),
       timeoutMs: int(env, 'MOLECULE_A2A_TIMEOUT_S', 300, 1) * 1000,
+    },
+    idle: {
+      defaultTimeoutS: env.MOLECULE_IDLE_TIMEOUT_S === undefined || env.MOLECULE_IDLE_TIMEOUT_S === '' ? null : int(env, 'MOLECULE_IDLE_TIMEOUT_S', 0, 1),
+      wakeTimeoutMs: int(env, 'MOLECULE_WAKE_TIMEOUT_S', 60, 1) * 1000,
+      activityFlushMs: int(env, 'MOLECULE_ACTIVITY_FLUSH_MS', 5000, 10),
     },
     limits: {
       maxBodyBytes: int(env, 'MOLECULE_MAX_BODY_BYTES', 256 * 1024, 1024),
@@ -138,7 +177,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     externalAgentUrls: urlList(env, 'MOLECULE_EXTERNAL_AGENT_URLS'),
     docker: {
       host: env.DOCKER_HOST?.trim() || undefined,
-      network: env.MOLECULE_DOCKER_NETWORK?.trim() || 'bridge',
+      network: env.MOLECULE_DOCKER_NETWORK?.trim() || undefined,
+      agentAddress,
       stopTimeoutS: int(env, 'MOLECULE_DOCKER_STOP_TIMEOUT_S', 5, 0),
       pullTimeoutS: int(env, 'MOLECULE_DOCKER_PULL_TIMEOUT_S', 300, 1),
     },
@@ -149,6 +189,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       apiBase: env.FLY_FLAPS_BASE_URL?.trim() || 'https://api.machines.dev',
       proxyUrl: env.FLY_PROXY_URL?.trim() || undefined,
       platformAppName: env.FLY_APP_NAME?.trim() || undefined,
+      clientRateLimits: onOff(env, 'MOLECULE_FLY_RATE_LIMITS', true),
     },
   };
 }

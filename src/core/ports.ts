@@ -52,6 +52,12 @@ export interface WorkspaceStore {
   updateIf(id: string, expect: { status: WorkspaceStatus; statusChangedAt: string }, patch: Partial<Workspace>): Promise<boolean>;
   /** Compare-and-set on status: applies only while the status is still one of `from`. */
   updateIfStatus(id: string, from: WorkspaceStatus[], patch: Partial<Workspace>): Promise<boolean>;
+  /** Records activity at `at` unless a later one is recorded already (core/idle.ts); updated_at stays. */
+  touchActive(id: string, at: string): Promise<void>;
+  /** A heartbeat: its time and body; activity when it reports tasks, or none for the first time after some. */
+  recordHeartbeat(id: string, at: string, heartbeat: Record<string, unknown>, activeTasks: number): Promise<void>;
+  /** Ready or degraded workspaces that have an idle timeout. */
+  sleepCandidates(): Promise<Workspace[]>;
 }
 
 export type TokenKind = 'workspace' | 'agent';

@@ -142,11 +142,20 @@ export interface KeepsWorkspaceState {
   forgetUnclaimed(liveWorkspaceIds: () => Promise<string[]>): Promise<void>;
 }
 
+/**
+ * Can keep an instance's memory while it sleeps (Fly's suspend): `suspend` saves it where the backend can, and stops
+ * the instance where it cannot (says which); `resume` brings it back either way. Without it, sleeping is `stop`.
+ */
+export interface SuspendsInstances {
+  suspend(instanceId: string): Promise<'suspended' | 'stopped'>;
+}
+
 const has = (p: object, method: string) => typeof (p as Record<string, unknown>)[method] === 'function';
 export const adoptsInstances = (p: Provisioner): p is Provisioner & AdoptsInstances => has(p, 'adopt');
 export const hasAgentNetwork = (p: Provisioner): p is Provisioner & HasAgentNetwork => has(p, 'agentNetwork');
 export const reportsHealth = (p: Provisioner): p is Provisioner & ReportsHealth => has(p, 'unavailable');
 export const validatesSpecs = (p: Provisioner): p is Provisioner & ValidatesSpecs => has(p, 'validate');
+export const suspends = (p: Provisioner): p is Provisioner & SuspendsInstances => has(p, 'suspend');
 export const keepsWorkspaceState = (p: Provisioner): p is Provisioner & KeepsWorkspaceState => has(p, 'forget') && has(p, 'forgetUnclaimed');
 
 /** Where instances reach the platform: an address of this host, and the subnets they connect from. */

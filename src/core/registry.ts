@@ -40,7 +40,7 @@ export class AgentRegistry {
       await new Promise((r) => setTimeout(r, REGISTER_POLL_MS));
       ws = await this.d.tokens.workspaceOf(token);
     }
-    if (ws.status === 'paused' || ws.status === 'failed') {
+    if (ws.status === 'paused' || ws.status === 'failed' || ws.status === 'sleeping') {
       throw new ApiError(409, 'invalid_state', `workspace ${ws.id} is ${ws.status}; it does not accept registrations`);
     }
     if (ws.status === 'provisioning' && ws.pendingLaunch) {
@@ -64,13 +64,15 @@ export class AgentRegistry {
   /** @param known the workspace the request's token was already resolved to (by the caller check), if any. */
   async heartbeat(token: string | undefined, body: HeartbeatRequest, known?: Workspace): Promise<RegistryResponse> {
     const ws = known ?? (await this.d.tokens.workspaceOf(token));
-    if (ws.status === 'paused' || ws.status === 'failed') {
+    if (ws.status === 'paused' || ws.status === 'failed' || ws.status === 'sleeping') {
       throw new ApiError(409, 'invalid_state', `workspace ${ws.id} is ${ws.status}; it does not accept heartbeats`);
     }
     // Only a registered instance (its URL checked) may turn the workspace ready; the agent re-registers on 404.
     if (!ws.agentUrl) throw new ApiError(404, 'not_registered', `register workspace ${ws.id}'s agent before sending heartbeats`);
     const now = new Date().toISOString();
-    await this.d.workspaces.update(ws.id, { lastHeartbeatAt: now, heartbeat: { ...body, at: now } });
+    // A busy agent is active (core/idle.ts): it does not sleep while its heartbeats report running tasks, and the
+    // first report of none after some starts the idle time (the last task ended at most one interval before).
+    await this.d.workspaces.recordHeartbeat(ws.id, now, { ...body, at: now }, body.active_tasks);
     this.d.bus.pulse(ws.id, { last_heartbeat_at: now, heartbeat: { ...body, at: now } });
     let target: WorkspaceStatus | null = null;
     let reason = '';

@@ -3,11 +3,13 @@ import type { WorkspaceStatus } from './types.js';
 /** Allowed transitions (design.md, "Workspace status machine"). Anything else is a bug, not a caller error. */
 export const TRANSITIONS: Record<WorkspaceStatus, readonly WorkspaceStatus[]> = {
   provisioning: ['ready', 'failed', 'offline', 'paused', 'removing', 'provisioning'],
-  ready: ['degraded', 'offline', 'provisioning', 'paused', 'removing'],
-  degraded: ['ready', 'offline', 'provisioning', 'paused', 'removing'],
+  ready: ['degraded', 'offline', 'provisioning', 'paused', 'sleeping', 'removing'],
+  degraded: ['ready', 'offline', 'provisioning', 'paused', 'sleeping', 'removing'],
   offline: ['provisioning', 'ready', 'failed', 'paused', 'removing'],
   failed: ['provisioning', 'paused', 'removing'],
   paused: ['provisioning', 'removing'],
+  /** Stopped or suspended by the idle timeout (core/idle.ts); a message or a wake request starts it again. */
+  sleeping: ['provisioning', 'paused', 'removing'],
   removing: ['removed', 'removing'],
   removed: [],
 };
@@ -18,10 +20,11 @@ export function canTransition(from: WorkspaceStatus, to: WorkspaceStatus): boole
 
 /** User actions and the statuses they are allowed from. */
 export const ACTIONS = {
-  restart: ['provisioning', 'ready', 'degraded', 'offline', 'failed', 'paused'],
-  pause: ['provisioning', 'ready', 'degraded', 'offline', 'failed'],
+  restart: ['provisioning', 'ready', 'degraded', 'offline', 'failed', 'paused', 'sleeping'],
+  pause: ['provisioning', 'ready', 'degraded', 'offline', 'failed', 'sleeping'],
   resume: ['paused'],
-  delete: ['provisioning', 'ready', 'degraded', 'offline', 'failed', 'paused', 'removing'],
+  wake: ['sleeping'],
+  delete: ['provisioning', 'ready', 'degraded', 'offline', 'failed', 'paused', 'sleeping', 'removing'],
 } as const satisfies Record<string, readonly WorkspaceStatus[]>;
 
 export type Action = keyof typeof ACTIONS;

@@ -6,6 +6,7 @@ export const WORKSPACE_STATUSES = [
   'offline',
   'failed',
   'paused',
+  'sleeping',
   'removing',
   'removed',
 ] as const;
@@ -46,6 +47,10 @@ export interface Workspace {
   removedAt: string | null;
   /** The launch this workspace waits for; set with the status change that asks for it, cleared once the backend answered. */
   pendingLaunch: LaunchKind | null;
+  /** Sleep after this many seconds without activity (core/idle.ts); null = never. */
+  idleTimeoutS?: number | null;
+  /** The last activity known cluster-wide: an A2A call through the platform, a stream, a busy heartbeat (ISO). */
+  activeAt?: string | null;
 }
 
 /** What a launch asks of the backend: a new instance, a restart of the current one, or a resume of a stopped one. */

@@ -2,6 +2,7 @@ import { adoptsInstances, keepsWorkspaceState, ProvisionError, type InstanceSpec
 import { buildInstanceSpec } from './instance-spec.js';
 import type { ReconcilerDeps, Trigger } from './reconciler.js';
 import { restartDecision } from './restart-policy.js';
+import { sleepStep } from './idle.js';
 import type { Workspace } from './types.js';
 
 /** A failing destroy (or an instance whose state the backend cannot tell) is looked at again after this long. */
@@ -115,6 +116,9 @@ export class WorkspaceSteps {
         if (running || trigger.action === 'pause') await this.d.bus.publish('workspace.step', id, { step: 'instance stopped', instance_id: ws.instanceId });
         return;
       }
+      case 'sleeping':
+        // Stopped or suspended by the idle timeout (core/idle.ts); a wake's launch brings it back.
+        return sleepStep({ ...this.d, requeue: (i, at) => this.d.requeue(i, {}, at) }, ws, observed, RETRY_MS);
       case 'removing':
         return this.destroy(ws);
       default:

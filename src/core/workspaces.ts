@@ -5,6 +5,7 @@ import type { Config } from './config.js';
 import type { Sealer } from './crypto.js';
 import { ApiError } from './errors.js';
 import type { EventBus } from './events.js';
+import { Activity, WAKE_REASONS, Wakes } from './idle.js';
 import { AgentRegistry } from './registry.js';
 import { WorkspaceTokens } from './tokens.js';
 import type { PagePosition, SecretStore, TokenStore, Transact, WorkspacePageFilter, WorkspaceStore } from './ports.js';
@@ -30,6 +31,8 @@ export interface CreateInput {
   parent_id?: string | null;
   env?: Record<string, string>;
   secrets?: Record<string, string>;
+  /** Sleep after this many idle seconds; null = never; absent = MOLECULE_IDLE_TIMEOUT_S. */
+  idle_timeout_s?: number | null;
 }
 
 export interface PatchInput {
@@ -37,6 +40,8 @@ export interface PatchInput {
   role?: string;
   tier?: Tier;
   env?: Record<string, string>;
+  /** null = never sleep. Takes effect at once, on no restart. */
+  idle_timeout_s?: number | null;
 }
 
 export interface ServiceDeps {
@@ -81,10 +86,16 @@ export class WorkspaceService {
   readonly tokens: WorkspaceTokens;
   /** Registration and heartbeats of agents. */
   readonly registry: AgentRegistry;
+  /** A2A activity seen by this replica, written to the database sparingly (core/idle.ts). */
+  readonly activity: Activity;
+  /** Wakes of sleeping workspaces that A2A requests wait for on this replica. */
+  readonly wakes: Wakes;
 
   constructor(private readonly d: ServiceDeps) {
     this.tokens = new WorkspaceTokens(d);
     this.registry = new AgentRegistry({ ...d, tokens: this.tokens, transition: (...a) => this.transition(...a) });
+    this.activity = new Activity({ workspaces: d.workspaces, config: d.config, logger: d.logger });
+    this.wakes = new Wakes({ bus: d.bus, config: d.config, find: (id) => this.find(id), wake: (id) => this.wake(id, 'a2a') });
     this.unsubscribe = d.bus.subscribe((ev) => {
       if (!ev.workspace_id) return;
       this.routes.delete(ev.workspace_id);
@@ -165,6 +176,8 @@ export class WorkspaceService {
       readyAt: null,
       removedAt: null,
       pendingLaunch: 'start',
+      idleTimeoutS: input.idle_timeout_s === undefined ? this.d.config.idle.defaultTimeoutS : input.idle_timeout_s,
+      activeAt: null,
     };
     try {
       // The workspace and its secrets are one write: a workspace never exists without the secrets it was given.
@@ -198,6 +211,7 @@ export class WorkspaceService {
     return this.withLock(id, async () => {
       const ws = await this.get(id);
       if (ws.status === 'removing') throw new ApiError(409, 'invalid_state', `workspace ${id} is being removed`);
+      const { idle_timeout_s, ...fields } = input;
       const affectsInstance =
         (input.tier !== undefined && input.tier !== ws.tier) ||
         (input.env !== undefined && !sameEnv(input.env, ws.env)) ||
@@ -209,7 +223,8 @@ export class WorkspaceService {
       }
       const hasInstance = ws.instanceId !== null && ws.status !== 'failed';
       await this.d.workspaces.update(id, {
-        ...input,
+        ...fields,
+        ...(idle_timeout_s !== undefined ? { idleTimeoutS: idle_timeout_s } : {}),
         needsRestart: ws.needsRestart || (affectsInstance && hasInstance),
       });
       const updated = (await this.d.workspaces.get(id))!;
@@ -259,6 +274,38 @@ export class WorkspaceService {
     return this.act(id, 'resume', async (ws) => {
       this.assertBackendAvailable();
       await this.requested(ws, 'provisioning', 'resume requested', { restarts: [], pendingLaunch: 'resume' }, 'resume');
+    });
+  }
+
+  /**
+   * Wakes a sleeping workspace: `provisioning` with the resume launch. `request` is a person's (POST …/wake: 409
+   * unless sleeping); `a2a` is a message's, and a no-op unless it still sleeps (another replica may have woken it).
+   */
+  async wake(id: string, via: 'a2a' | 'request'): Promise<Workspace> {
+    const patch = { restarts: [], nextRestartAt: null, pendingLaunch: 'resume' as const };
+    if (via === 'request') {
+      return this.act(id, 'wake', async (ws) => {
+        this.assertBackendAvailable();
+        await this.requested(ws, 'provisioning', WAKE_REASONS.request, patch, 'wake');
+      });
+    }
+    return this.withLock(id, async () => {
+      const ws = await this.get(id);
+      if (ws.status === 'sleeping') await this.transition(ws, 'provisioning', WAKE_REASONS.a2a, patch, 'wake');
+      return (await this.d.workspaces.get(id))!;
+    });
+  }
+
+  /**
+   * The idle watcher's (on the leader): a ready workspace that is idle sleeps. Its tokens are revoked once it reads
+   * `sleeping`; the reconciler then stops or suspends its instance, and a wake's launch mints new ones.
+   */
+  async sleep(ws: Workspace, reason: string): Promise<boolean> {
+    return this.withLock(ws.id, async () => {
+      if (!(await this.transition(ws, 'sleeping', reason, { pendingLaunch: null, nextRestartAt: null }))) return false;
+      await this.tokens.revokeAll(ws.id);
+      this.routes.delete(ws.id);
+      return true;
     });
   }
 
@@ -401,6 +448,7 @@ export class WorkspaceService {
 
   close(): void {
     this.unsubscribe();
+    this.activity.close();
   }
 }
 

@@ -54,6 +54,12 @@ export interface AppDeps {
 export type App = FastifyInstance<any, any, any, any, ZodTypeProvider> & {
   /** Serves a request that arrived elsewhere (the agent listener) exactly as the app's own server would. */
   serve(req: IncomingMessage, res: ServerResponse): void;
+  /**
+   * Graceful shutdown, first half: from now on new requests get 503 (REST; the A2A proxy's JSON-RPC not-ready)
+   * and /healthz answers 503 `draining`; resolves when the A2A calls and streams in flight are done, or after
+   * `graceMs` (`drained: false`, `inFlight` still open). Event streams and log follows are not waited for.
+   */
+  drain(graceMs: number): Promise<{ drained: boolean; inFlight: number }>;
 };
 
 /** Each route plugin takes only the services it uses (a Pick of these). */
@@ -95,6 +101,18 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   app.addHook('onRequest', async (req) => {
     (req as any).startedAt = process.hrtime.bigint();
   });
+  // While draining for shutdown: everything but /healthz (which says so) is refused, and the connection closed.
+  let draining = false;
+  app.addHook('onRequest', async (req, reply) => {
+    if (!draining || req.url === '/healthz' || req.url.startsWith('/healthz?')) return;
+    reply.header('connection', 'close').header('retry-after', '1');
+    return reply.code(503).send({ error: 'the platform is shutting down; retry (another replica answers)', code: 'shutting_down' });
+  });
+  app.decorate('drain', async (graceMs: number) => {
+    draining = true;
+    const drained = await proxy.drain(graceMs);
+    return { drained, inFlight: proxy.inFlight };
+  });
   // Before security: its hook marks upgrade requests, so a refused upgrade's socket is closed, not leaked.
   await app.register(fastifyWebsocket);
   await installSecurity(app, { config: deps.config, svc: deps.svc, isPublicPath: isUiPath, guard });
@@ -131,7 +149,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     return deps.metrics.registry.metrics();
   });
 
-  await app.register(healthRoutes(deps));
+  await app.register(healthRoutes({ ...deps, draining: () => draining }));
   await app.register(workspaceRoutes(deps));
   await app.register(secretRoutes(deps));
   await app.register(registryRoutes(deps));

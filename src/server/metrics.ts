@@ -44,7 +44,28 @@ export function createMetrics(workspaces: WorkspaceStore, bus: EventBus) {
       for (const s of WORKSPACE_STATUSES) this.set({ status: s }, counts[s] ?? 0);
     },
   });
-  const unsubscribe = bus.subscribePublished((ev) => events.inc({ type: ev.type }));
-  return { registry, httpDuration, a2a, openStreams, close: unsubscribe };
+  // Idle sleep (core/idle.ts): counted where the status change is published, so each counts once in the cluster.
+  const sleeps = new client.Counter({ name: 'molecule_workspace_sleeps_total', help: 'Workspaces put to sleep by their idle timeout', registers: [registry] });
+  const wakes = new client.Counter({
+    name: 'molecule_workspace_wakes_total',
+    help: 'Sleeping workspaces woken, by what woke them (a2a: a message; request: POST /workspaces/:id/wake)',
+    labelNames: ['trigger'],
+    registers: [registry],
+  });
+  for (const trigger of ['a2a', 'request']) wakes.inc({ trigger }, 0);
+  const wakeToFirstReply = new client.Histogram({
+    name: 'molecule_wake_to_first_reply_seconds',
+    help: 'From the A2A request that found a workspace sleeping to the start of the first answer after its wake',
+    buckets: [0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120],
+    registers: [registry],
+  });
+  const unsubscribe = bus.subscribePublished((ev) => {
+    events.inc({ type: ev.type });
+    if (ev.type !== 'workspace.status') return;
+    if (ev.data.to === 'sleeping') sleeps.inc();
+    else if (ev.data.from === 'sleeping' && ev.data.reason === 'woken by A2A') wakes.inc({ trigger: 'a2a' });
+    else if (ev.data.from === 'sleeping' && ev.data.reason === 'wake requested') wakes.inc({ trigger: 'request' });
+  });
+  return { registry, httpDuration, a2a, openStreams, wakeToFirstReply, close: unsubscribe };
 }
 export type Metrics = ReturnType<typeof createMetrics>;

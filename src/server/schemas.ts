@@ -58,6 +58,9 @@ const Runtime = z.string().refine((r) => (RUNTIMES as readonly string[]).include
 
 const Region = z.string().regex(/^[a-z][a-z0-9-]{1,31}$/, 'must be a region code such as ord, iad or ams');
 
+/** Seconds of idleness before a workspace sleeps (core/idle.ts): at least 1 s, at most 30 days. */
+const IdleTimeout = z.number().int('must be whole seconds').min(1).max(30 * 24 * 3600);
+
 export const WorkspaceId = z.uuid({ error: 'must be a workspace id (a UUID)' });
 
 export const IdParams = z.object({ id: WorkspaceId });
@@ -72,13 +75,14 @@ export const CreateWorkspaceBody = z
     parent_id: WorkspaceId.nullish(),
     env: EnvMap.optional(),
     secrets: EnvMap.optional().describe('stored encrypted; only names are ever returned'),
+    idle_timeout_s: IdleTimeout.nullish().describe('sleep after this many seconds with no A2A call, no open stream and no active task; null = never; absent = MOLECULE_IDLE_TIMEOUT_S (unset: never)'),
   })
   .strict();
 
 export const PatchWorkspaceBody = z
-  .object({ name: Name.optional(), role: Role.optional(), tier: Tier.optional(), env: EnvMap.optional() })
+  .object({ name: Name.optional(), role: Role.optional(), tier: Tier.optional(), env: EnvMap.optional(), idle_timeout_s: IdleTimeout.nullish().describe('null = never sleep; takes effect at once') })
   .strict()
-  .refine((b) => Object.keys(b).length > 0, 'give at least one of name, role, tier, env');
+  .refine((b) => Object.keys(b).length > 0, 'give at least one of name, role, tier, env, idle_timeout_s');
 
 const StatusList = z
   .string()
@@ -207,4 +211,6 @@ export const WorkspaceView = z.object({
   updated_at: z.string(),
   ready_at: z.string().nullable(),
   removed_at: z.string().nullable(),
+  idle_timeout_s: z.number().nullable().describe('seconds idle before it sleeps; null = never'),
+  active_at: z.string().nullable().describe('last activity the platform recorded (A2A call, open stream, busy heartbeat); may lag by a few seconds'),
 });

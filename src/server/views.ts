@@ -28,5 +28,7 @@ export function workspaceView(ws: Workspace): z.infer<typeof WorkspaceView> {
     updated_at: ws.updatedAt,
     ready_at: ws.readyAt,
     removed_at: ws.removedAt,
+    idle_timeout_s: ws.idleTimeoutS ?? null,
+    active_at: ws.activeAt ?? null,
   };
 }

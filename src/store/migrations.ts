@@ -158,7 +158,55 @@ function migrations(kind: DialectKind): Record<string, Migration> {
         await db.schema.createIndex('workspaces_status_restart').on('workspaces').columns(['status', 'next_restart_at']).execute();
       },
     },
+    '0005_idle_sleep': {
+      async up(db: Kysely<any>) {
+        // Idle workspaces sleep (core/idle.ts): the timeout asked for, and the last activity any replica saw.
+        await db.schema.alterTable('workspaces').addColumn('idle_timeout_s', 'integer').execute();
+        await db.schema.alterTable('workspaces').addColumn('active_at', 'text').execute();
+        // Whether the last heartbeat reported active tasks: the first report of none after some is activity too.
+        await db.schema.alterTable('workspaces').addColumn('busy', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+        // The idle check looks at workspaces with a timeout only.
+        await db.schema.createIndex('workspaces_idle').on('workspaces').columns(['idle_timeout_s', 'status']).where(sql.ref('idle_timeout_s'), 'is not', null).execute();
+        await widenStatusCheck(db, kind);
+      },
+    },
   };
+}
+
+/**
+ * The status check constraint of 0001 lists the statuses of its day; a database made before 'sleeping' existed
+ * gets the current list. A fresh database has it already (0001 reads WORKSPACE_STATUSES).
+ */
+async function widenStatusCheck(db: Kysely<any>, kind: DialectKind): Promise<void> {
+  const check = `status in (${statusList})`;
+  if (kind === 'postgres') {
+    await sql.raw('alter table workspaces drop constraint if exists workspaces_status_check').execute(db);
+    await sql.raw(`alter table workspaces add constraint workspaces_status_check check (${check})`).execute(db);
+    return;
+  }
+  // SQLite cannot alter a constraint: the table is rebuilt as sqlite.org/lang_altertable.html says ("making other
+  // kinds of table schema changes"): foreign keys off (outside a transaction: SQLite migrations do not run in one),
+  // new table, copy, drop, rename, indexes made again from their own definitions, foreign_key_check, keys on.
+  const table = await sql<{ sql: string }>`select sql from sqlite_master where type = 'table' and name = 'workspaces'`.execute(db);
+  const ddl = table.rows[0]?.sql ?? '';
+  if (ddl.includes(check)) return;
+  const widened = ddl.replace(/status in \([^)]*\)/, check).replace(/^create table\s+("?)workspaces\1/i, 'create table "workspaces_0005"');
+  if (widened === ddl || !widened.includes('"workspaces_0005"')) throw new Error('0005_idle_sleep: unexpected workspaces table definition');
+  const indexes = await sql<{ sql: string }>`select sql from sqlite_master where type in ('index', 'trigger') and tbl_name = 'workspaces' and sql is not null`.execute(db);
+  await sql.raw('pragma foreign_keys = off').execute(db);
+  try {
+    await db.transaction().execute(async (tx) => {
+      await sql.raw(widened).execute(tx);
+      await sql.raw('insert into "workspaces_0005" select * from "workspaces"').execute(tx);
+      await sql.raw('drop table "workspaces"').execute(tx);
+      await sql.raw('alter table "workspaces_0005" rename to "workspaces"').execute(tx);
+      for (const r of indexes.rows) await sql.raw(r.sql).execute(tx);
+      const broken = await sql.raw('pragma foreign_key_check').execute(tx);
+      if (broken.rows.length) throw new Error(`0005_idle_sleep: foreign keys broken by the rebuild: ${JSON.stringify(broken.rows.slice(0, 3))}`);
+    });
+  } finally {
+    await sql.raw('pragma foreign_keys = on').execute(db);
+  }
 }
 
 export function migrationProvider(kind: DialectKind): MigrationProvider {

@@ -35,6 +35,8 @@ function toWorkspace(r: Selectable<WorkspaceRow>): Workspace {
     readyAt: r.ready_at,
     removedAt: r.removed_at,
     pendingLaunch: (r.pending_launch as Workspace['pendingLaunch']) ?? null,
+    idleTimeoutS: r.idle_timeout_s ?? null,
+    activeAt: r.active_at ?? null,
   };
 }
 
@@ -67,6 +69,8 @@ function toColumns(p: Partial<Workspace>): Partial<WorkspaceRow> {
   if (p.readyAt !== undefined) set('ready_at', p.readyAt);
   if (p.removedAt !== undefined) set('removed_at', p.removedAt);
   if (p.pendingLaunch !== undefined) set('pending_launch', p.pendingLaunch);
+  if (p.idleTimeoutS !== undefined) set('idle_timeout_s', p.idleTimeoutS);
+  if (p.activeAt !== undefined) set('active_at', p.activeAt);
   return c;
 }
 
@@ -187,6 +191,33 @@ export class WorkspaceRepo implements WorkspaceStore {
       .where('status', 'in', from)
       .executeTakeFirst();
     return Number(res.numUpdatedRows) > 0;
+  }
+
+  /** Moves active_at forward to `at` (never back); not a change of the record, so updated_at stays. */
+  async touchActive(id: string, at: string): Promise<void> {
+    await this.db
+      .updateTable('workspaces')
+      .set({ active_at: at })
+      .where('id', '=', id)
+      .where((eb) => eb.or([eb('active_at', 'is', null), eb('active_at', '<', at)]))
+      .execute();
+  }
+
+  /**
+   * A heartbeat's write: its time and body, and activity (active_at) when it reports active tasks or is the first
+   * report of none after some — decided in the row, whichever replica took the previous heartbeat.
+   */
+  async recordHeartbeat(id: string, at: string, heartbeat: Record<string, unknown>, activeTasks: number): Promise<void> {
+    const busy = activeTasks > 0 ? 1 : 0;
+    // In the assignments the right-hand `busy` is the stored one (the previous heartbeat's), on both dialects.
+    await sql`update workspaces set last_heartbeat_at = ${at}, heartbeat = ${JSON.stringify(heartbeat)}, updated_at = ${at},
+      active_at = case when ${busy} = 1 or busy = 1 then ${at} else active_at end, busy = ${busy} where id = ${id}`.execute(this.db);
+  }
+
+  /** Running workspaces with an idle timeout (index workspaces_idle): the ones the idle check looks at. */
+  async sleepCandidates(): Promise<Workspace[]> {
+    const rows = await this.db.selectFrom('workspaces').selectAll().where('idle_timeout_s', 'is not', null).where('status', 'in', ['ready', 'degraded']).execute();
+    return rows.map(toWorkspace);
   }
 }
 

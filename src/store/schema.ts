@@ -33,6 +33,11 @@ export interface WorkspaceRow {
   removed_at: string | null;
   /** The launch this workspace waits for ('start' | 'restart' | 'resume'); null once the backend has answered. */
   pending_launch: string | null;
+  /** Seconds without activity after which the workspace sleeps; null = never (0005). */
+  idle_timeout_s: number | null;
+  /** ISO time of the last activity any replica recorded (0005). */
+  active_at: string | null;
+  // Also `busy` (0005, integer, 1 when the last heartbeat reported active tasks): written by recordHeartbeat only.
 }
 
 export interface TokenRow {

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { InstanceEvent, InstanceSpec, Provisioner } from '../../src/core/provisioner.js';
+import { suspends, type InstanceEvent, type InstanceSpec, type Provisioner } from '../../src/core/provisioner.js';
 import { waitFor } from '../support/harness.js';
 import { agentHealthy, instanceSpec } from '../support/instance.js';
 
@@ -136,6 +136,40 @@ export function provisionerContract(name: string, makeSubject: () => Promise<Con
       await waitFor('resumed with the newest token', () => accepts(resumed, 'contract-agent-token-3'), 60_000);
       expect(await accepts(resumed, 'contract-agent-token-2')).toBe(false);
     }, 120_000);
+
+    it('sleeps (suspended where the backend can, else stopped), quietly, and wakes by resume with a new spec', async () => {
+      const p = s.provisioner;
+      const sleep = async (id: string) => (suspends(p) ? p.suspend(id) : (await p.stop(id), 'stopped' as const));
+      const sp = spec();
+      const h = await p.start(sp);
+      started.push(h.instanceId);
+      await waitFor('up', () => agentHealthy(h.url, h.headers), 60_000);
+      const before = events.length;
+      // Fly snapshots machines of at most 2 GB (tier 2: 512 MB); the others stop.
+      expect(await sleep(h.instanceId)).toBe(suspends(p) ? 'suspended' : 'stopped');
+      expect((await p.inspect(h.instanceId)).state).toBe('stopped');
+      expect(await agentHealthy(h.url, h.headers)).toBe(false);
+      expect(events.slice(before).filter((e) => e.instanceId === h.instanceId && e.state !== 'running')).toEqual([]);
+      // Waking: every launch mints new tokens, so the instance must run with the spec it is given.
+      const woken = await p.resume(h.instanceId, { ...sp, env: { ...sp.env, MOLECULE_AGENT_TOKEN: 'contract-agent-token-wake' } });
+      if (woken.instanceId !== h.instanceId) started.push(woken.instanceId);
+      await waitFor('woken with the new token', async () => {
+        const res = await fetch(new URL('/', woken.url!), {
+          method: 'POST',
+          headers: { ...woken.headers, 'content-type': 'application/json', authorization: 'Bearer contract-agent-token-wake' },
+          body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tasks/get', params: { id: 'none' } }),
+          signal: AbortSignal.timeout(5000),
+        });
+        return res.status !== 401;
+      }, 60_000);
+      if (suspends(p)) {
+        // Over Fly's snapshot limit: stopped instead.
+        const big = await p.start(spec({ tier: 4 }));
+        started.push(big.instanceId);
+        await waitFor('up', () => agentHealthy(big.url, big.headers), 60_000);
+        expect(await p.suspend(big.instanceId)).toBe('stopped');
+      }
+    }, 180_000);
 
     it('does not report stops it was asked for', async () => {
       const sp = spec();

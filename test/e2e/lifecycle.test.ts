@@ -223,7 +223,7 @@ describe('API behaviour', () => {
       ['GET', '/workspaces/not-an-id', undefined, 400, 'invalid_request'],
       ['GET', `/workspaces/${crypto.randomUUID()}`, undefined, 404, 'workspace_not_found'],
       ['DELETE', `/workspaces/${crypto.randomUUID()}`, undefined, 404, 'workspace_not_found'],
-      ['GET', '/workspaces?status=sleeping', undefined, 400, 'invalid_request'],
+      ['GET', '/workspaces?status=asleep', undefined, 400, 'invalid_request'],
       ['POST', '/registry/register', { url: 'http://x', agent_card: {} }, 401, 'missing_token'],
       ['GET', '/nowhere', undefined, 404, 'route_not_found'],
     ];

@@ -6,7 +6,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket from 'ws';
 import { ConfigError, loadConfig } from '../../src/core/config.js';
 import { safeEqual } from '../../src/core/crypto.js';
-import { ROOT, tempDir } from '../support/harness.js';
+import { platformCommand, ROOT, tempDir } from '../support/harness.js';
 import { ADMIN, agentTokens, createReady, securityPlatforms } from './support.js';
 
 const start = securityPlatforms();
@@ -24,7 +24,7 @@ describe('rule 1: admin auth', () => {
     // The real entry point: exit code 2 and the message on stderr, before anything listens.
     const dataDir = tempDir('sec-host');
     onTestFinished(() => fs.rmSync(dataDir, { recursive: true, force: true }));
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts')], {
+    const child = spawn(process.execPath, platformCommand(), {
       cwd: ROOT,
       env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '0.0.0.0', PORT: '0', MOLECULE_DATA_DIR: dataDir },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -230,8 +230,10 @@ function within<T>(p: Promise<T>, ms: number, what: () => string): Promise<T> {
 function snapshot(s: SecPlatform) {
   const db = new Database(path.join(s.dataDir, 'molecule.db'), { readonly: true });
   try {
-    // Heartbeats legitimately touch these; everything else is frozen.
-    const workspaces = (db.prepare('select * from workspaces order by id').all() as Record<string, unknown>[]).map(({ updated_at, last_heartbeat_at, heartbeat, ...rest }) => rest);
+    // Heartbeats and A2A calls (the activity idle workspaces sleep by) legitimately touch these; everything else is frozen.
+    const workspaces = (db.prepare('select * from workspaces order by id').all() as Record<string, unknown>[]).map(
+      ({ updated_at, last_heartbeat_at, heartbeat, active_at, busy, ...rest }) => rest,
+    );
     return {
       workspaces,
       tokens: db.prepare('select * from tokens order by id').all(),

@@ -98,7 +98,17 @@ export function waitReady(http: Api, id: string, opts: WaitStatusOptions = {}): 
   return waitStatus(http, id, 'ready', opts);
 }
 
-/** A platform started the way a user starts it (`tsx src/main.ts`), as its own process. */
+/**
+ * How tests run a platform process: the build (`node dist/main.js`, what `npm start` and the image run; the test
+ * setup builds it from the current sources), or with MOLECULE_TEST_PLATFORM=tsx the sources through tsx.
+ */
+export function platformCommand(): string[] {
+  return process.env.MOLECULE_TEST_PLATFORM === 'tsx'
+    ? ['--import', 'tsx', path.join(ROOT, 'src/main.ts')]
+    : ['--enable-source-maps', path.join(ROOT, 'dist/main.js')];
+}
+
+/** A platform started the way a user starts it (`npm start`: `node dist/main.js`), as its own process. */
 export interface PlatformProcess {
   url: string;
   port: number;
@@ -128,7 +138,7 @@ async function launchOnce(opts: { dataDir: string; port?: number; env?: Record<s
   const logFile = path.join(opts.dataDir, `platform-${port}-${Date.now()}.log`);
   fs.mkdirSync(opts.dataDir, { recursive: true });
   const out = fs.openSync(logFile, 'a');
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts')], {
+  const child = spawn(process.execPath, platformCommand(), {
     cwd: ROOT,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...FAST_ENV, PORT: String(port), MOLECULE_DATA_DIR: opts.dataDir, CONTAINER_BACKEND: 'process', ...opts.env },
     stdio: ['ignore', out, out],

@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startFlySim, type FlySim, type FlySimOptions } from '../../tools/fly-sim/index.js';
 import { startBalancer, type Balancer } from './balancer.js';
-import { api, FAST_ENV, freePort, killRecordedAgents, launchPlatform, pidAlive, ROOT, tempDir, waitFor, type Api, type PlatformProcess } from './harness.js';
+import { api, FAST_ENV, freePort, killRecordedAgents, launchPlatform, pidAlive, platformCommand, ROOT, tempDir, waitFor, type Api, type PlatformProcess } from './harness.js';
 import { startTestPostgres, type TestPostgres } from './postgres.js';
 
 /** Whether this machine can run the multi-replica tests (a Postgres server, or CI providing one). */
@@ -68,7 +68,7 @@ export interface RefusedRun {
 const letter = (i: number) => String.fromCharCode(65 + i);
 
 /**
- * N real platform processes (`node --import tsx src/main.ts`, started by the harness's launchPlatform) sharing one
+ * N real platform processes (`node dist/main.js`, started by the harness's launchPlatform) sharing one
  * Postgres, one MOLECULE_SECRETS_KEY and — for flyio — one Fly Machines simulator, behind a TCP round-robin
  * balancer whose URL is every replica's PLATFORM_URL (agents register and heartbeat through it, as they would
  * through nginx). Each replica has its own port (kept across restarts) and data dir with its output in a log file
@@ -265,7 +265,7 @@ export class ReplicaCluster {
       if (v === null) delete merged[k];
       else merged[k] = v;
     }
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts')], { cwd: ROOT, env: merged, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, platformCommand(), { cwd: ROOT, env: merged, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -45,7 +45,7 @@ export async function world(timing: Partial<Config['timing']> = {}, store?: Stor
   const provisioner = new FakeProvisioner();
   const probe = { ok: false, calls: 0 };
   let leader = true;
-  const { svc, secretService, reconciler } = createLifecycle({
+  const { svc, secretService, reconciler, idle } = createLifecycle({
     config,
     stores,
     bus,
@@ -57,6 +57,7 @@ export async function world(timing: Partial<Config['timing']> = {}, store?: Stor
     probe: async () => (probe.calls++, probe.ok),
   });
   closers.push(async () => {
+    await idle.close();
     await reconciler.close();
     svc.close();
     if (!store) await s.close();
@@ -71,7 +72,7 @@ export async function world(timing: Partial<Config['timing']> = {}, store?: Stor
   };
   const statuses = async (id: string) =>
     (await bus.history({ workspaceId: id })).filter((e) => e.type === 'workspace.status').map((e) => `${e.data.to}`);
-  return { store: s, config, sealer, svc, secretService, reconciler, provisioner, bus, probe, get, create, register, statuses, setLeader: (v: boolean) => (leader = v) };
+  return { store: s, config, sealer, svc, secretService, reconciler, idle, provisioner, bus, probe, get, create, register, statuses, setLeader: (v: boolean) => (leader = v) };
 }
 
 /** Launched and registered: `ready`. */

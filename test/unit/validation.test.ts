@@ -62,7 +62,7 @@ describe('other inputs', () => {
 
   it('parses comma-separated status filters and rejects unknown statuses', () => {
     expect(ListQuery.parse({ status: 'ready,failed' }).status).toEqual(['ready', 'failed']);
-    expect(ListQuery.safeParse({ status: 'ready,sleeping' }).success).toBe(false);
+    expect(ListQuery.safeParse({ status: 'ready,asleep' }).success).toBe(false);
   });
 
   it('accepts UUIDs only as ids', () => {

@@ -4,12 +4,16 @@
  *   npm run build:images                    # base from this host's node, then every runtime image
  *   npm run build:images -- --base node:20-bookworm-slim   # base from a registry instead
  *   npm run build:images -- --test          # also the test images the Docker tests use
+ *   npm run build:images -- --platform-only # only the platform image
  *
  * No registry is needed: the base image is this host's node binary plus the shared libraries `ldd` lists,
  * imported as a filesystem tarball (`POST /images/create?fromSrc=-`). Runtime images then build on top of it
  * with the engine's classic builder (`POST /build`), from images/<runtime>/Dockerfile with the repository root
  * as context. Each runtime image is tagged with the name the platform will ask for (MOLECULE_RUNTIME_IMAGE /
  * MOLECULE_RUNTIME_IMAGE_<RUNTIME>, default ghcr.io/molecule-ai/workspace-<runtime>:latest).
+ *
+ * The platform's own image (images/platform/Dockerfile, PLATFORM_IMAGE) is built the same way from `npm run build`'s
+ * dist/ and the production packages the bundle imports (see platformFiles).
  */
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -19,11 +23,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
 import { buildAgentBundle } from '../../src/agent/build.js';
+import { buildAll } from '../build/build.js';
 import { dockerSocketPath, engineClient } from '../../src/backends/docker/engine.js';
 import { DEFAULT_RUNTIME_IMAGE } from '../../src/core/config.js';
 import { imageFor, RUNTIMES } from '../../src/core/runtimes.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The platform's image (images/platform/Dockerfile). */
+export const PLATFORM_IMAGE = 'ghcr.io/molecule-ai/platform:latest';
 /** Where the Docker tests look for their images (see test/docker/support.ts). */
 export const TEST_IMAGE_TEMPLATE = 'localhost/molecule-test/workspace-{runtime}:test';
 /** The unprivileged user agents run as (the runtime Dockerfiles give it /workspace). */
@@ -93,6 +100,8 @@ export interface BuildOptions {
   test?: boolean;
   /** Only the test images (tests call this; the runtime images are built under the test names). */
   testOnly?: boolean;
+  /** The platform image: built unless testOnly, or false; `only` builds nothing else. */
+  platform?: boolean | 'only';
   log?: (s: string) => void;
 }
 
@@ -102,6 +111,10 @@ export async function buildImages(docker: Docker, opts: BuildOptions = {}): Prom
   await buildAgentBundle();
   const base = !opts.base || opts.base === 'host' ? await buildHostBase(docker, log) : opts.base;
   const made: string[] = [];
+  if (opts.platform === 'only' || (opts.platform !== false && !opts.testOnly)) {
+    made.push(await buildPlatformImage(docker, { base, log }));
+    if (opts.platform === 'only') return made;
+  }
   for (const runtime of RUNTIMES) {
     const dockerfile = `images/${runtime}/Dockerfile`;
     const files = ['dist/agent.mjs', `images/${runtime}/workspace`];
@@ -119,6 +132,66 @@ export async function buildImages(docker: Docker, opts: BuildOptions = {}): Prom
     }
   }
   return made;
+}
+
+/**
+ * The platform image: `npm run build` (only what is stale), then images/platform/Dockerfile with dist/ and the
+ * production packages in the context. Layers are cached by content, so an unchanged tree rebuilds in about a second.
+ */
+export async function buildPlatformImage(docker: Docker, opts: { base?: string; tag?: string; log?: (s: string) => void } = {}): Promise<string> {
+  const log = opts.log ?? (() => {});
+  await buildAll({ ifStale: true, log });
+  const base = !opts.base || opts.base === 'host' ? await buildHostBase(docker, log) : opts.base;
+  const tag = opts.tag ?? PLATFORM_IMAGE;
+  await buildImage(docker, 'images/platform/Dockerfile', tag, { BASE_IMAGE: base }, platformFiles(), log);
+  return tag;
+}
+
+/**
+ * What the image needs besides its Dockerfile: package.json, dist/ (without half-written builds) and, of
+ * node_modules, exactly the packages dist/main.js imports and their dependencies, resolved through
+ * package-lock.json as node resolves them (a nested node_modules first, then each parent's). esbuild, tsx, vite and
+ * the agent's model SDKs (bundled into dist/agent.mjs) stay out.
+ */
+export function platformFiles(): string[] {
+  const bundle = fs.readFileSync(path.join(ROOT, 'dist', 'main.js'), 'utf8');
+  const lock = JSON.parse(fs.readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dependencies?: Record<string, string>; optionalDependencies?: Record<string, string>; peerDependencies?: Record<string, string> }> };
+  const entries = new Set<string>();
+  for (const m of bundle.matchAll(/(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*"([^".][^"]*)"|import\("([^".][^"]*)"\)|require\("([^".][^"]*)"\)/g)) {
+    const spec = m[1] ?? m[2] ?? m[3];
+    if (!spec || spec.startsWith('node:')) continue;
+    const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
+    if (lock.packages[`node_modules/${name}`]) entries.add(`node_modules/${name}`);
+  }
+  const resolve = (from: string, dep: string): string | undefined => {
+    for (let dir = from; ; ) {
+      const candidate = `${dir ? `${dir}/` : ''}node_modules/${dep}`;
+      if (lock.packages[candidate]) return candidate;
+      if (!dir) return undefined;
+      const i = dir.lastIndexOf('/node_modules/');
+      dir = i < 0 ? '' : dir.slice(0, i);
+    }
+  };
+  const seen = new Set<string>();
+  const queue = [...entries];
+  while (queue.length) {
+    const pkg = queue.pop()!;
+    if (seen.has(pkg)) continue;
+    seen.add(pkg);
+    const info = lock.packages[pkg]!;
+    for (const dep of Object.keys({ ...info.dependencies, ...info.optionalDependencies, ...info.peerDependencies })) {
+      const at = resolve(pkg, dep);
+      if (at && !dep.startsWith('@types/') && fs.existsSync(path.join(ROOT, at))) queue.push(at);
+    }
+  }
+  // A nested package is inside its parent's folder: list only the outermost ones.
+  const dirs = [...seen].filter((p) => fs.existsSync(path.join(ROOT, p))).sort();
+  const top = dirs.filter((p) => !dirs.some((q) => q !== p && p.startsWith(`${q}/`)));
+  // better-sqlite3 carries SQLite's C sources and its build tree (~28 MB): only the loader and the addon are used.
+  const sqlite = top.indexOf('node_modules/better-sqlite3');
+  if (sqlite >= 0) top.splice(sqlite, 1, ...['package.json', 'lib', 'build/Release/better_sqlite3.node'].map((f) => `node_modules/better-sqlite3/${f}`));
+  const dist = fs.readdirSync(path.join(ROOT, 'dist')).filter((f) => !f.includes('.building-') && !f.includes('.old-')).map((f) => `dist/${f}`);
+  return ['package.json', ...dist, ...top, 'images/platform/src', 'images/platform/data'];
 }
 
 function copyInto(root: string, from: string, to: string): void {
@@ -176,6 +249,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
       template: value('--tag'),
       test: args.includes('--test'),
       testOnly: args.includes('--test-only'),
+      platform: args.includes('--platform-only') ? 'only' : args.includes('--no-platform') ? false : undefined,
       log: (s) => process.stdout.write(`${s}\n`),
     });
     process.stdout.write(`built: ${made.join(', ')}\n`);

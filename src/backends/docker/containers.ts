@@ -6,11 +6,14 @@ import { ProvisionError, type InstanceHandle, type InstanceSpec } from '../../co
 import { engineFailure, statusOf } from './engine.js';
 import type { EngineHealth } from './health.js';
 import { LABELS, volumeName } from './labels.js';
+import type { Placement } from './placement.js';
+import { addressOn } from './placement.js';
 import { hostPort } from './state.js';
 
 export interface ContainersOptions {
   platformId: string;
-  network: string;
+  /** Which network containers join and whether their port is published (see placement.ts); read per container. */
+  placement: () => Placement;
   stopTimeoutS: number;
   pullTimeoutS: number;
   /** Called before a container is stopped for removal: its death is ours, not news. */
@@ -107,12 +110,14 @@ export class Containers {
   }
 
   handle(name: string, info: Docker.ContainerInspectInfo, tier: Tier): InstanceHandle {
-    const port = hostPort(info)!;
-    const net = info.NetworkSettings?.Networks?.[this.opts.network];
+    const { mode, network } = this.opts.placement();
+    const port = hostPort(info) ?? null;
+    const net = info.NetworkSettings?.Networks?.[network];
     const { memoryMb, cpus } = TIERS[tier];
     return {
       instanceId: name,
-      url: `http://127.0.0.1:${port}`,
+      // On the host: the published port. In a container on the agents' network: the container, by name.
+      url: mode === 'published' ? `http://127.0.0.1:${port}` : `http://${addressOn(network, name, net?.IPAddress)}:${AGENT_PORT}`,
       details: {
         container_id: info.Id.slice(0, 12),
         hostname: name,
@@ -132,6 +137,7 @@ export class Containers {
     const memory = memoryMb * 1024 * 1024;
     const sandboxed = spec.tier === 1;
     const env = { ...spec.env, PORT: String(AGENT_PORT) };
+    const { mode, network } = this.opts.placement();
     return {
       name,
       Image: spec.image,
@@ -159,8 +165,9 @@ export class Containers {
         SecurityOpt: ['no-new-privileges'],
         // The platform restarts crashed agents itself (backoff, crash-loop detection); the engine must not race it.
         RestartPolicy: { Name: 'no' },
-        NetworkMode: this.opts.network,
-        PortBindings: { [`${AGENT_PORT}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: '' }] },
+        NetworkMode: network,
+        // Published only for a platform on the host; one in a container reaches agents over the network.
+        PortBindings: mode === 'published' ? { [`${AGENT_PORT}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: '' }] } : undefined,
         Mounts: [{ Type: 'volume', Source: volumeName(name), Target: '/workspace' }],
         LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
       },

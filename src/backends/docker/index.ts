@@ -22,6 +22,7 @@ import { EngineHealth } from './health.js';
 import { LABELS, containerName, ownedBy, volumeName } from './labels.js';
 import { demuxLines } from './logs.js';
 import { agentNetwork } from './network.js';
+import { addressOn, detectPlacement, type Placement } from './placement.js';
 import { containerExitReason, hostPort, listState, stateOf, tierOf } from './state.js';
 
 /** The port every runtime image serves A2A on inside the container: the agent contract's. */
@@ -35,8 +36,13 @@ export interface DockerProvisionerOptions {
   logger: Logger;
   /** Labels this platform's containers and volumes, so two platforms on one engine never touch each other's. */
   platformId: string;
-  /** Network containers join; the platform listens for agents on its gateway. Default `bridge`. */
+  /**
+   * Network containers join. Default `bridge` on the host (the platform listens for agents on its gateway); in a
+   * container, the platform's own user-defined network (see placement.ts).
+   */
   network?: string;
+  /** MOLECULE_DOCKER_AGENT_ADDRESS: how agents are reached (published port, or container name); default auto. */
+  agentAddress?: 'auto' | 'published' | 'network';
   /** Grace period of a stop before the engine kills the agent. Default 5 s. */
   stopTimeoutS?: number;
   /** How long an image pull may take before the start fails. Default 300 s. */
@@ -56,7 +62,8 @@ export interface DockerProvisionerOptions {
 export class DockerProvisioner extends LocalProvisioner implements Provisioner, AdoptsInstances, HasAgentNetwork, ReportsHealth {
   readonly name = 'docker';
   private readonly docker: Docker;
-  private readonly network: string;
+  private placement: Placement;
+  private placing: Promise<Placement> | undefined;
   private readonly health: EngineHealth;
   private readonly containers: Containers;
   private readonly deaths: ContainerDeaths;
@@ -64,11 +71,11 @@ export class DockerProvisioner extends LocalProvisioner implements Provisioner, 
   constructor(private readonly opts: DockerProvisionerOptions) {
     super();
     this.docker = engineClient(opts.socketPath);
-    this.network = opts.network ?? 'bridge';
+    this.placement = { mode: opts.agentAddress === 'network' ? 'network' : 'published', network: opts.network ?? 'bridge', why: 'not yet known' };
     this.health = new EngineHealth(this.docker, { socketPath: opts.socketPath, logger: opts.logger, images: opts.images, onReachable: () => this.deaths.follow() });
     this.containers = new Containers(this.docker, this.health, {
       platformId: opts.platformId,
-      network: this.network,
+      placement: () => this.placement,
       stopTimeoutS: opts.stopTimeoutS ?? 5,
       pullTimeoutS: opts.pullTimeoutS ?? 300,
       onRemove: (name, containerId) => {
@@ -85,9 +92,29 @@ export class DockerProvisioner extends LocalProvisioner implements Provisioner, 
 
   /** Connects to the engine. An engine that does not answer is not fatal: the backend reports it and keeps trying. */
   async init(pingTimeoutMs = 2000): Promise<this> {
-    await this.health.check(pingTimeoutMs);
+    if (await this.health.check(pingTimeoutMs)) await this.place().catch((e) => this.opts.logger.warn({ err: (e as Error).message }, 'docker: could not tell where the platform runs yet; retried on the next start'));
     this.deaths.startSweeping();
     return this;
+  }
+
+  /** Where the platform runs relative to the engine (once; retried after a failure). */
+  private place(): Promise<Placement> {
+    this.placing ??= detectPlacement(this.docker, {
+      configured: this.opts.agentAddress ?? 'auto',
+      network: this.opts.network,
+      log: (msg) => this.opts.logger.info(`docker: ${msg}`),
+    }).then(
+      (p) => {
+        this.placement = p;
+        this.opts.logger.info({ mode: p.mode, network: p.network }, `docker: ${p.why}`);
+        return p;
+      },
+      (e) => {
+        this.placing = undefined;
+        throw this.health.failure(e, 'inspecting the platform\'s own container');
+      },
+    );
+    return this.placing;
   }
 
   describe(): Record<string, unknown> {
@@ -97,7 +124,9 @@ export class DockerProvisioner extends LocalProvisioner implements Provisioner, 
       name: this.name,
       docker_host: `unix://${this.opts.socketPath}`,
       engine,
-      network: this.network,
+      network: this.placement.network,
+      agent_address: this.placement.mode,
+      placement: this.placement.why,
       platform_id: this.opts.platformId,
       images,
       limits: {
@@ -118,13 +147,15 @@ export class DockerProvisioner extends LocalProvisioner implements Provisioner, 
     return this.health.missingImages();
   }
 
-  agentNetwork(): Promise<AgentNetwork> {
-    return agentNetwork(this.docker, this.health, this.network);
+  async agentNetwork(): Promise<AgentNetwork> {
+    const p = await this.place();
+    return agentNetwork(this.docker, this.health, p.network, p.self && { host: addressOn(p.network, p.self.name, p.self.ip) });
   }
 
   /** Always a new container (see LocalProvisioner): whatever ran under this name before is removed first. */
   async start(spec: InstanceSpec): Promise<InstanceHandle> {
     const name = containerName(spec.workspaceId);
+    const placement = await this.place();
     await this.containers.remove(name);
     this.abortIfUnwanted(spec);
     await this.containers.ensureVolume(name, spec);
@@ -134,13 +165,13 @@ export class DockerProvisioner extends LocalProvisioner implements Provisioner, 
     await this.containers.start(name, id);
     const info = await this.containers.inspect(id);
     const port = hostPort(info);
-    if (!port) {
+    if (placement.mode === 'published' ? !port : !info?.State?.Running) {
       const tail = await this.lastLines(id, 5);
       throw new ProvisionError('START_FAILED', `container ${name} stopped right after starting: ${containerExitReason(info?.State ?? {}, spec.tier)}${tail ? `; last output: ${tail}` : ''}`);
     }
     this.instances.arm(name, spec.workspaceId, id);
     if (!this.health.reachable) void this.health.check(1000);
-    spec.progress?.('container started', { container_id: id.slice(0, 12), host_port: port });
+    spec.progress?.('container started', { container_id: id.slice(0, 12), ...(port ? { host_port: port } : { network: placement.network }) });
     return this.containers.handle(name, info!, spec.tier);
   }
 

@@ -4,10 +4,11 @@ import { ProvisionError, type AgentNetwork } from '../../core/provisioner.js';
 import type { EngineHealth } from './health.js';
 
 /**
- * Where agents in containers reach the platform: the network's gateway, an address of this host that only the
+ * Where agents in containers reach the platform (a platform on the host; one in a container passes `self`, its
+ * own address on the network): the network's gateway, an address of this host that only the
  * host and the containers on that network use. The platform listens there for the agent-facing routes.
  */
-export async function agentNetwork(docker: Docker, health: EngineHealth, network: string): Promise<AgentNetwork> {
+export async function agentNetwork(docker: Docker, health: EngineHealth, network: string, self?: { host: string }): Promise<AgentNetwork> {
   let net: { IPAM?: { Config?: { Subnet?: string; Gateway?: string }[] }; Options?: Record<string, string> };
   try {
     net = await docker.getNetwork(network).inspect();
@@ -19,6 +20,8 @@ export async function agentNetwork(docker: Docker, health: EngineHealth, network
   // The default bridge leaves Gateway out of IPAM. Its gateway is the bridge interface's address on this host:
   // listed by the OS once a container is attached (an idle bridge has no carrier and is left out), and otherwise
   // the subnet's first address, which is what the engine gives the bridge unless configured with --bip.
+  // The platform in a container on this network: agents reach it there, by name (or IP on the default bridge).
+  if (self && subnets.length) return { host: self.host, subnets };
   let gateway = configs.find((c) => c.Gateway)?.Gateway;
   if (!gateway) {
     const ifname = net.Options?.['com.docker.network.bridge.name'];

@@ -83,6 +83,7 @@ export class FlyProvisioner implements Provisioner, AdoptsInstances, ValidatesSp
       dataDir: config.dataDir,
       logger,
       startTimeoutMs: config.timing.provisionTimeoutMs,
+      ...(f.clientRateLimits ? {} : { rateLimits: false as const }),
     });
   }
 
@@ -131,6 +132,11 @@ export class FlyProvisioner implements Provisioner, AdoptsInstances, ValidatesSp
 
   stop(instanceId: string): Promise<void> {
     return this.teardown.stop(instanceId);
+  }
+
+  /** Sleep: suspend within Fly's limits, else stop (SuspendsInstances); resume starts it either way. */
+  suspend(instanceId: string): Promise<'suspended' | 'stopped'> {
+    return this.teardown.suspend(instanceId);
   }
 
   resume(instanceId: string, spec: InstanceSpec): Promise<InstanceHandle> {

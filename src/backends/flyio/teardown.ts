@@ -10,6 +10,9 @@ const MID_TRANSITION = ['replacing', 'restarting', 'updating', 'suspending'];
 /** Nothing to stop. */
 const DOWN = ['destroying', 'stopped', 'failed', 'suspended'];
 
+/** Fly snapshots machines of at most this much memory on suspend (and stops larger ones). */
+const SUSPEND_MAX_MEMORY_MB = 2048;
+
 /** Stopping and destroying machines. Both are idempotent: a machine that is gone already is a success. */
 export class MachineTeardown {
   constructor(
@@ -26,6 +29,45 @@ export class MachineTeardown {
       await this.ctx.client.withLease(instanceId, 'molecule: stop', (nonce, lease) => this.stopUnderLease(m, nonce, m.instance_id || lease.version), 60);
     } catch (e) {
       if (e instanceof FlyApiError && e.status === 404) return;
+      throw toProvisionError(e, this.ctx.app);
+    } finally {
+      end();
+    }
+  }
+
+  /**
+   * Sleep (core/idle.ts): suspend where Fly can snapshot the machine — at most 2 GB of memory, no GPU, no schedule
+   * (reference: fly-machines-api.md, suspend) — else stop. Resolves once it is down.
+   */
+  async suspend(instanceId: string): Promise<'suspended' | 'stopped'> {
+    const m = await this.settled(instanceId);
+    if (!m || DOWN.includes(m.state)) return m?.state === 'suspended' ? 'suspended' : 'stopped';
+    const guest = m.config?.guest;
+    if (m.state !== 'started' || (guest?.memory_mb ?? 256) > SUSPEND_MAX_MEMORY_MB || guest?.gpus || m.config?.schedule) {
+      await this.stop(instanceId);
+      return 'stopped';
+    }
+    this.watch.disarm(instanceId);
+    const end = this.watch.begin(instanceId);
+    try {
+      const { client, timings } = this.ctx;
+      await client.withLease(
+        instanceId,
+        'molecule: suspend',
+        async (nonce) => {
+          await client.suspend(instanceId, nonce);
+          await client.waitFor(instanceId, { states: ['suspended'], version: m.instance_id, deadline: Date.now() + timings.stopTimeoutMs }).catch(async (e) => {
+            const now = await client.find(instanceId);
+            if (!now || STOP_LIKE.has(now.state)) return;
+            throw e;
+          });
+        },
+        60,
+      );
+      const now = await this.ctx.client.find(instanceId);
+      return now?.state === 'suspended' ? 'suspended' : 'stopped';
+    } catch (e) {
+      if (e instanceof FlyApiError && e.status === 404) return 'stopped';
       throw toProvisionError(e, this.ctx.app);
     } finally {
       end();

@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Agent, request } from 'undici';
 import type { Config } from '../../core/config.js';
-import type { ApiError } from '../../core/errors.js';
+import { ApiError } from '../../core/errors.js';
+import { Wakes, type Held } from '../../core/idle.js';
 import type { WorkspaceService } from '../../core/workspaces.js';
 import type { Metrics } from '../metrics.js';
 import { pipeStream } from '../pipe-stream.js';
@@ -47,8 +48,33 @@ export class A2AProxy {
   /** Metric children bound once: labelling per request hashes the label set every time. */
   private readonly outcomes = new Map<string, { inc(): void }>();
   private readonly durations = new Map<number, { observe(v: number): void }>();
+  /** Graceful shutdown: requests being served, and whether new ones are refused (drain()). */
+  private active = 0;
+  private draining = false;
+  private readonly onIdle: (() => void)[] = [];
 
   constructor(private readonly d: A2AProxyDeps) {}
+
+  /** Calls and streams being served now. */
+  get inFlight(): number {
+    return this.active;
+  }
+
+  /**
+   * Refuses new requests from now on (JSON-RPC not-ready, data.code shutting_down) and resolves once the ones in
+   * flight are done (true), or after `timeoutMs` with some still open (false).
+   */
+  drain(timeoutMs: number): Promise<boolean> {
+    this.draining = true;
+    if (this.active === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.onIdle.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
 
   /** Whether a request is this proxy's (any query string). */
   static matches(req: IncomingMessage): boolean {
@@ -62,11 +88,21 @@ export class A2AProxy {
   /** Serves one request; `body` when someone (Fastify's inject) has read it already. Never throws. */
   handle(req: IncomingMessage, res: ServerResponse, body?: Buffer): void {
     const started = process.hrtime.bigint();
-    this.serve(req, res, body, started).catch((e) => {
-      this.d.logger.error({ err: e }, 'a2a proxy: unexpected failure');
-      if (!res.headersSent) this.rest(res, started, 500, { error: 'internal error', code: 'internal_error' });
-      else res.destroy();
-    });
+    if (this.draining) {
+      // The body is not read: the connection closes with the answer, and the caller retries elsewhere.
+      const e = new RpcError(503, PROXY_ERRORS.notReady, 'the platform is shutting down; retry (another replica answers)', { code: 'shutting_down', retry_after_s: 1 });
+      return this.rpcError(res, started, null, e, ['connection', 'close', 'retry-after', '1']);
+    }
+    this.active++;
+    this.serve(req, res, body, started)
+      .catch((e) => {
+        this.d.logger.error({ err: e }, 'a2a proxy: unexpected failure');
+        if (!res.headersSent) this.rest(res, started, 500, { error: 'internal error', code: 'internal_error' });
+        else res.destroy();
+      })
+      .finally(() => {
+        if (--this.active === 0) for (const f of this.onIdle.splice(0)) f();
+      });
   }
 
   /** What a caller's mistake or a refusal of the platform's earns before any JSON-RPC: a REST error. */
@@ -130,9 +166,23 @@ export class A2AProxy {
       if (caller.kind === 'workspace' && !(await svc.mayCall(caller.workspace, workspaceId))) {
         throw new RpcError(403, PROXY_ERRORS.forbidden, `workspace ${caller.workspaceId} may call only its parent, its children and its siblings`, { code: 'a2a_forbidden' });
       }
-      const target = await svc.agentTarget(workspaceId).catch((e) => {
-        throw toRpcError(e);
-      });
+      // Any call counts as activity (written sparingly, core/idle.ts); open ones keep the workspace awake.
+      const end = svc.activity.open(workspaceId);
+      let held: Held | undefined;
+      const target = await svc.agentTarget(workspaceId)
+        .catch(async (e) => {
+          // A sleeping workspace (or one a message is waking) is woken, and the request held until it is ready.
+          if (!(e instanceof ApiError) || e.code !== 'workspace_not_ready') throw e;
+          const ws = await svc.find(workspaceId);
+          if (!ws || !Wakes.wakes(ws)) throw e;
+          held = await svc.wakes.hold(workspaceId);
+          return svc.agentTarget(workspaceId);
+        })
+        .catch((e) => {
+          end();
+          throw toRpcError(e);
+        });
+      const replied = held ? () => this.replied(held!) : undefined;
       const headers: Record<string, string> = {
         ...target.headers,
         'content-type': 'application/json',
@@ -143,16 +193,26 @@ export class A2AProxy {
         const v = req.headers[h];
         if (typeof v === 'string') headers[h] = v;
       }
-      if (STREAM_METHODS.has(parsed.method)) await this.stream(res, started, id, target.url, headers, parsed.body);
-      else await this.unary(res, started, target.url, headers, parsed.body);
+      try {
+        if (STREAM_METHODS.has(parsed.method)) await this.stream(res, started, id, target.url, headers, parsed.body, replied);
+        else await this.unary(res, started, target.url, headers, parsed.body, replied);
+      } finally {
+        end();
+      }
     } catch (e) {
       if (!(e instanceof RpcError)) throw e;
       this.rpcError(res, started, id, e);
     }
   }
 
+  /** The first answer after a wake: its time since the wake began (once per wake). */
+  private replied(held: Held): void {
+    const s = held.replied();
+    if (s !== null) this.d.metrics.wakeToFirstReply.observe(s);
+  }
+
   /** A unary call: the answer read whole, then written with its headers in one write. */
-  private async unary(res: ServerResponse, started: bigint, url: string, headers: Record<string, string>, body: Buffer | string): Promise<void> {
+  private async unary(res: ServerResponse, started: bigint, url: string, headers: Record<string, string>, body: Buffer | string, replied?: () => void): Promise<void> {
     const { config, guard } = this.d;
     let answer;
     try {
@@ -171,6 +231,7 @@ export class A2AProxy {
     this.checkAgentAnswer(answer.status, answer.body);
     const status = answer.status >= 200 && answer.status < 300 ? answer.status : 200;
     this.count('ok');
+    replied?.();
     res.writeHead(status, [...guard.flatHeaders, 'content-type', answer.type || 'application/json', 'content-length', String(answer.body.length)]);
     res.end(answer.body);
     this.observe(status, started);
@@ -189,7 +250,7 @@ export class A2AProxy {
   }
 
   /** A streaming call: SSE piped through as it comes (a JSON answer, such as an error, is passed on whole). */
-  private async stream(res: ServerResponse, started: bigint, id: RpcId, url: string, headers: Record<string, string>, body: Buffer | string): Promise<void> {
+  private async stream(res: ServerResponse, started: bigint, id: RpcId, url: string, headers: Record<string, string>, body: Buffer | string, replied?: () => void): Promise<void> {
     const { config, metrics, guard } = this.d;
     const abort = new AbortController();
     res.once('close', () => {
@@ -209,6 +270,7 @@ export class A2AProxy {
     } catch (e) {
       throw upstreamError(e, config.a2a.timeoutMs);
     }
+    replied?.();
     const type = String(upstream.headers['content-type'] ?? '');
     if (!type.startsWith('text/event-stream')) {
       let answer: Buffer;

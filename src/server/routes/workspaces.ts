@@ -135,6 +135,22 @@ export function workspaceRoutes(deps: Pick<AppDeps, 'svc' | 'bus' | 'metrics'>):
       );
     }
 
+    app.post(
+      '/workspaces/:id/wake',
+      {
+        schema: {
+          tags,
+          summary: 'Wake a sleeping workspace without sending it a message (it reads provisioning, then ready)',
+          params: IdParams,
+          response: { 202: WorkspaceView, ...errors, 503: ErrorBody },
+        },
+      },
+      async (req, reply) => {
+        reply.code(202);
+        return workspaceView(await svc.wake(req.params.id, 'request'));
+      },
+    );
+
     app.get(
       '/workspaces/:id/events',
       {

@@ -89,7 +89,8 @@ export function WorkspaceDetail({ id, meta }: { id: string; meta: Meta }) {
   }
   if (!ws) return <p className="muted">{error ?? 'Loading…'}</p>;
 
-  const canChat = ws.status === 'ready' || ws.status === 'degraded';
+  // A sleeping workspace takes messages too: the first one wakes it (the platform holds it until it is ready).
+  const canChat = ws.status === 'ready' || ws.status === 'degraded' || ws.status === 'sleeping';
   return (
     <section aria-labelledby="ws-title" className="detail">
       <p className="crumbs">
@@ -246,6 +247,11 @@ function Actions({ ws, meta, onChange }: { ws: Workspace; meta: Meta; onChange: 
         {allowed('pause') && (
           <button type="button" disabled={!!busy} onClick={() => void run('pause', 'Pause')}>
             {busy === 'Pause' ? 'Pausing…' : 'Pause'}
+          </button>
+        )}
+        {allowed('wake') && (
+          <button type="button" className="primary" disabled={!!busy} onClick={() => void run('wake', 'Wake')}>
+            {busy === 'Wake' ? 'Waking…' : 'Wake'}
           </button>
         )}
         {allowed('resume') && (

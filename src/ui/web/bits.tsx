@@ -4,9 +4,10 @@ import type { Meta, Status } from './types.js';
 
 export function StatusBadge({ status }: { status: Status }) {
   return (
-    <span className={`badge status tone-${tone(status)}`} data-status={status}>
+    <span className={`badge status tone-${tone(status)}`} data-status={status} title={status === 'sleeping' ? 'Asleep after its idle timeout; a message wakes it' : undefined}>
       <span className="dot" aria-hidden="true" />
       {status}
+      {status === 'sleeping' && <span className="wakes"> · wakes on message</span>}
     </span>
   );
 }

@@ -74,6 +74,14 @@ export class FlyClient {
     return stopMachine(this.t, id, body, nonce);
   }
 
+  /**
+   * POST …/suspend (the machine's memory is snapshotted; a start resumes it). Fly falls back to a stop for machines
+   * it cannot snapshot. Sent once: a caller that cannot tell whether it landed looks at the machine.
+   */
+  async suspend(id: string, nonce?: string): Promise<void> {
+    await this.t.call('POST', `${this.t.machinePath(id)}/suspend`, { action: 'suspend', machineId: id, nonce, deadline: Date.now() + this.t.retryPolicy.maxElapsedMs });
+  }
+
   restart(id: string, opts: { timeoutS?: number; signal?: string; nonce?: string } = {}): Promise<void> {
     return restartMachine(this.t, id, opts);
   }

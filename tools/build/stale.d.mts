@@ -1,0 +1,3 @@
+export function agentIsStale(): boolean;
+export function uiIsStale(): boolean;
+export function staleParts(): string[];
