@@ -7,7 +7,8 @@
  *
  *   npx tsx bench/a2a-proxy.ts [--requests 2000] [--rounds 3] [--profile DIR]
  *
- * The platform runs as its own process, as `npm start` runs it, with MOLECULE_ADMIN_TOKEN set and rate limits off.
+ * The platform runs as its own process, as `npm start` runs it (`node dist/main.js`: run `npm run build` first;
+ * MOLECULE_TEST_PLATFORM=tsx runs the sources), with MOLECULE_ADMIN_TOKEN set and rate limits off.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -17,7 +18,7 @@ import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { freePort } from '../src/util/net.js';
-import { killRecordedAgents } from '../test/support/harness.js';
+import { killRecordedAgents, platformCommand } from '../test/support/harness.js';
 import { A2A_BODY, load, median, startNginx, summarize, type Load, type Target } from './support.js';
 
 const { values } = parseArgs({
@@ -36,7 +37,7 @@ const ADMIN = 'bench-admin-token-0123456789abcdef';
 async function startPlatformProcess(dataDir: string) {
   const port = await freePort();
   const prof = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values.profile)}`] : [];
-  const child = spawn(process.execPath, [...prof, '--import', 'tsx', path.resolve(import.meta.dirname, '../src/main.ts')], {
+  const child = spawn(process.execPath, [...prof, ...platformCommand()], {
     env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
