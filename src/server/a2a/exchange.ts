@@ -76,3 +76,95 @@ export function exchange(dispatcher: Dispatcher, o: ExchangeOptions): Promise<Ex
     );
   });
 }
+
+export type Relayed =
+  /** Not a stream (an error, say): read whole, as `exchange` does. */
+  | ({ kind: 'answer' } & Exchanged)
+  /** The stream ran to its end, or the client left (`closed`), or the agent's side failed midway (`failed`). */
+  | { kind: 'ended' | 'closed' }
+  | { kind: 'failed'; error: Error };
+
+export interface RelayOptions extends ExchangeOptions {
+  /** Called once the agent's answer turns out to be an SSE stream: write the response head. */
+  startStream(status: number): void;
+  /** Counts the stream while it runs (a gauge's child), so a leaked one shows. */
+  gauge?: { inc(): void; dec(): void };
+}
+
+/**
+ * A streaming call: when the agent answers with SSE, its chunks go to the client as they come, with backpressure
+ * both ways (a full client socket pauses the agent's; a client that leaves aborts it). Any other answer is read
+ * whole. On undici's dispatch callbacks, like `exchange`: the first event is not held up by a body stream.
+ */
+export function relayStream(dispatcher: Dispatcher, o: RelayOptions): Promise<Relayed> {
+  const target = new URL(o.url);
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    let controller: Dispatcher.DispatchController | undefined;
+    let streaming = false;
+    let status = 0;
+    let type = '';
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const resume = () => controller?.resume();
+    const onClose = () => {
+      if (settled) return;
+      controller?.abort(new Error('the client closed the connection'));
+      settle(undefined, { kind: 'closed' });
+    };
+    const settle = (err: Error | undefined, value?: Relayed) => {
+      if (settled) return;
+      settled = true;
+      o.res.off('close', onClose);
+      o.res.off('drain', resume);
+      if (streaming) o.gauge?.dec();
+      if (err) reject(err);
+      else resolve(value!);
+    };
+    o.res.once('close', onClose);
+    dispatcher.dispatch(
+      { origin: target.origin, path: '/', method: 'POST', headers: o.headers, body: o.body, headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs },
+      {
+        onRequestStart(c) {
+          controller = c;
+          if (o.res.destroyed) onClose();
+        },
+        onResponseStart(_c, statusCode, headers) {
+          status = statusCode;
+          const t = headers['content-type'];
+          type = Array.isArray(t) ? t[0] ?? '' : t ?? '';
+          if (statusCode >= 200 && statusCode < 300 && type.startsWith('text/event-stream')) {
+            streaming = true;
+            o.gauge?.inc();
+            o.startStream(statusCode);
+          }
+        },
+        onResponseData(c, chunk) {
+          if (settled) return;
+          if (streaming) {
+            if (!o.res.write(chunk)) {
+              c.pause();
+              o.res.once('drain', resume);
+            }
+            return;
+          }
+          size += chunk.length;
+          if (size > o.maxBytes) {
+            const err = o.tooLarge();
+            settle(err);
+            c.abort(err);
+            return;
+          }
+          chunks.push(chunk);
+        },
+        onResponseEnd() {
+          settle(undefined, streaming ? { kind: 'ended' } : { kind: 'answer', status, type, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
+        },
+        onResponseError(_c, err) {
+          if (streaming) settle(undefined, { kind: 'failed', error: err });
+          else settle(err);
+        },
+      },
+    );
+  });
+}

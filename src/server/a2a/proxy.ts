@@ -1,14 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import type { Config } from '../../core/config.js';
 import { ApiError } from '../../core/errors.js';
 import { Wakes, type Held } from '../../core/idle.js';
 import type { WorkspaceService } from '../../core/workspaces.js';
 import type { Metrics } from '../metrics.js';
-import { pipeStream } from '../pipe-stream.js';
 import { A2A_PATH, bearer, type Guard } from '../security.js';
-import { exchange } from './exchange.js';
+import { exchange, relayStream } from './exchange.js';
 import { isRpcError, normalise, STREAM_METHODS, outcomeOf, PROXY_ERRORS, RpcError, rpcErrorBody, toRpcError, upstreamError, type RpcId } from './jsonrpc.js';
 
 export interface A2AProxyDeps {
@@ -249,61 +248,47 @@ export class A2AProxy {
     }
   }
 
-  /** A streaming call: SSE piped through as it comes (a JSON answer, such as an error, is passed on whole). */
+  /** A streaming call: SSE relayed as it comes (any other answer, such as an error, is passed on whole). */
   private async stream(res: ServerResponse, started: bigint, id: RpcId, url: string, headers: Record<string, string>, body: Buffer | string, replied?: () => void): Promise<void> {
     const { config, metrics, guard } = this.d;
-    const abort = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) abort.abort();
-    });
-    let upstream;
+    let status = 200;
+    let outcome;
     try {
-      upstream = await request(new URL('/', url), {
-        method: 'POST',
+      outcome = await relayStream(this.dispatcher, {
+        url,
         headers,
         body,
-        dispatcher: this.dispatcher,
-        signal: abort.signal,
-        headersTimeout: config.a2a.timeoutMs,
-        bodyTimeout: config.a2a.timeoutMs,
+        timeoutMs: config.a2a.timeoutMs,
+        maxBytes: config.a2a.maxResponseBytes,
+        tooLarge: () => new RpcError(502, PROXY_ERRORS.tooLarge, `the agent's response exceeds ${config.a2a.maxResponseBytes} bytes`, { code: 'response_too_large' }),
+        res,
+        gauge: metrics.openStreams.labels('a2a'),
+        startStream: (s) => {
+          status = s;
+          replied?.();
+          this.count('stream');
+          res.writeHead(s, [...guard.flatHeaders, ...SSE_HEADERS]);
+          res.flushHeaders();
+        },
       });
     } catch (e) {
       throw upstreamError(e, config.a2a.timeoutMs);
     }
-    replied?.();
-    const type = String(upstream.headers['content-type'] ?? '');
-    if (!type.startsWith('text/event-stream')) {
-      let answer: Buffer;
-      try {
-        answer = Buffer.from(await upstream.body.arrayBuffer());
-      } catch (e) {
-        throw upstreamError(e, config.a2a.timeoutMs);
-      }
-      this.checkAgentAnswer(upstream.statusCode, answer);
-      if (answer.length > config.a2a.maxResponseBytes) {
-        throw new RpcError(502, PROXY_ERRORS.tooLarge, `the agent's response exceeds ${config.a2a.maxResponseBytes} bytes`, { code: 'response_too_large' });
-      }
+    if (outcome.kind === 'answer') {
+      replied?.();
+      this.checkAgentAnswer(outcome.status, outcome.body);
       this.count('ok');
-      res.writeHead(200, [...guard.flatHeaders, 'content-type', type || 'application/json', 'content-length', String(answer.length)]);
-      res.end(answer);
+      res.writeHead(200, [...guard.flatHeaders, 'content-type', outcome.type || 'application/json', 'content-length', String(outcome.body.length)]);
+      res.end(outcome.body);
       this.observe(200, started);
       return;
     }
-    if (upstream.statusCode < 200 || upstream.statusCode >= 300) {
-      abort.abort();
-      this.checkAgentAnswer(upstream.statusCode, undefined);
-    }
-    this.count('stream');
-    res.writeHead(upstream.statusCode, [...guard.flatHeaders, ...SSE_HEADERS]);
-    res.flushHeaders();
-    // Backpressure both ways: a slow client slows the agent; a client that leaves closes the agent's stream.
-    const outcome = await pipeStream(res, upstream.body, abort, { gauge: metrics.openStreams.labels('a2a') });
     if (outcome.kind === 'failed') {
       const err = upstreamError(outcome.error, config.a2a.timeoutMs);
       res.write(`data: ${JSON.stringify(rpcErrorBody(id, err))}\n\n`);
     }
     res.end();
-    this.observe(upstream.statusCode, started);
+    this.observe(status, started);
   }
 }
 
