@@ -7,7 +7,7 @@ import { Wakes, type Held } from '../../core/idle.js';
 import type { WorkspaceService } from '../../core/workspaces.js';
 import type { Metrics } from '../metrics.js';
 import { A2A_PATH, bearer, type Guard } from '../security.js';
-import { exchange, relayStream } from './exchange.js';
+import { relay } from './relay.js';
 import { isRpcError, normalise, STREAM_METHODS, outcomeOf, PROXY_ERRORS, RpcError, rpcErrorBody, toRpcError, upstreamError, type RpcId } from './jsonrpc.js';
 
 export interface A2AProxyDeps {
@@ -193,8 +193,7 @@ export class A2AProxy {
         if (typeof v === 'string') headers[h] = v;
       }
       try {
-        if (STREAM_METHODS.has(parsed.method)) await this.stream(res, started, id, target.url, headers, parsed.body, replied);
-        else await this.unary(res, started, target.url, headers, parsed.body, replied);
+        await this.forward(res, started, id, target.url, headers, parsed.body, STREAM_METHODS.has(parsed.method), replied);
       } finally {
         end();
       }
@@ -210,51 +209,16 @@ export class A2AProxy {
     if (s !== null) this.d.metrics.wakeToFirstReply.observe(s);
   }
 
-  /** A unary call: the answer read whole, then written with its headers in one write. */
-  private async unary(res: ServerResponse, started: bigint, url: string, headers: Record<string, string>, body: Buffer | string, replied?: () => void): Promise<void> {
-    const { config, guard } = this.d;
-    let answer;
-    try {
-      answer = await exchange(this.dispatcher, {
-        url,
-        headers,
-        body,
-        timeoutMs: config.a2a.timeoutMs,
-        maxBytes: config.a2a.maxResponseBytes,
-        tooLarge: () => new RpcError(502, PROXY_ERRORS.tooLarge, `the agent's response exceeds ${config.a2a.maxResponseBytes} bytes`, { code: 'response_too_large' }),
-        res,
-      });
-    } catch (e) {
-      throw upstreamError(e, config.a2a.timeoutMs);
-    }
-    this.checkAgentAnswer(answer.status, answer.body);
-    const status = answer.status >= 200 && answer.status < 300 ? answer.status : 200;
-    this.count('ok');
-    replied?.();
-    res.writeHead(status, [...guard.flatHeaders, 'content-type', answer.type || 'application/json', 'content-length', String(answer.body.length)]);
-    res.end(answer.body);
-    this.observe(status, started);
-  }
-
   /**
-   * An agent's answer that is not the caller's to see: a refused agent token, or a failure that is not JSON-RPC.
-   * JSON-RPC errors travel in HTTP 200 (the agent does so already); anything else from a failing agent becomes
-   * the proxy's own error, so a client always gets JSON-RPC.
+   * One call to the agent. A unary answer is read whole and written with its headers in one write; a streaming
+   * call's SSE answer is relayed as it comes (any other answer to it, such as an error, is passed on whole).
    */
-  private checkAgentAnswer(status: number, body: Buffer | undefined): void {
-    if (status === 401) throw new RpcError(502, PROXY_ERRORS.agentAuth, "the agent rejected the platform's agent token", { code: 'agent_auth_failed' });
-    if ((status < 200 || status >= 300) && !(body && isRpcError(body))) {
-      throw new RpcError(502, PROXY_ERRORS.unreachable, `the workspace agent answered HTTP ${status}`, { code: 'agent_bad_response', agent_status: status });
-    }
-  }
-
-  /** A streaming call: SSE relayed as it comes (any other answer, such as an error, is passed on whole). */
-  private async stream(res: ServerResponse, started: bigint, id: RpcId, url: string, headers: Record<string, string>, body: Buffer | string, replied?: () => void): Promise<void> {
+  private async forward(res: ServerResponse, started: bigint, id: RpcId, url: string, headers: Record<string, string>, body: Buffer | string, streaming: boolean, replied?: () => void): Promise<void> {
     const { config, metrics, guard } = this.d;
-    let status = 200;
+    let streamStatus = 200;
     let outcome;
     try {
-      outcome = await relayStream(this.dispatcher, {
+      outcome = await relay(this.dispatcher, {
         url,
         headers,
         body,
@@ -262,25 +226,30 @@ export class A2AProxy {
         maxBytes: config.a2a.maxResponseBytes,
         tooLarge: () => new RpcError(502, PROXY_ERRORS.tooLarge, `the agent's response exceeds ${config.a2a.maxResponseBytes} bytes`, { code: 'response_too_large' }),
         res,
-        gauge: metrics.openStreams.labels('a2a'),
-        startStream: (s) => {
-          status = s;
-          replied?.();
-          this.count('stream');
-          res.writeHead(s, [...guard.flatHeaders, ...SSE_HEADERS]);
-          res.flushHeaders();
-        },
+        stream: streaming
+          ? {
+              gauge: metrics.openStreams.labels('a2a'),
+              start: (s) => {
+                streamStatus = s;
+                replied?.();
+                this.count('stream');
+                res.writeHead(s, [...guard.flatHeaders, ...SSE_HEADERS]);
+                res.flushHeaders();
+              },
+            }
+          : undefined,
       });
     } catch (e) {
       throw upstreamError(e, config.a2a.timeoutMs);
     }
     if (outcome.kind === 'answer') {
-      replied?.();
       this.checkAgentAnswer(outcome.status, outcome.body);
+      const status = outcome.status >= 200 && outcome.status < 300 ? outcome.status : 200;
       this.count('ok');
-      res.writeHead(200, [...guard.flatHeaders, 'content-type', outcome.type || 'application/json', 'content-length', String(outcome.body.length)]);
+      replied?.();
+      res.writeHead(status, [...guard.flatHeaders, 'content-type', outcome.type || 'application/json', 'content-length', String(outcome.body.length)]);
       res.end(outcome.body);
-      this.observe(200, started);
+      this.observe(status, started);
       return;
     }
     if (outcome.kind === 'failed') {
@@ -288,7 +257,19 @@ export class A2AProxy {
       res.write(`data: ${JSON.stringify(rpcErrorBody(id, err))}\n\n`);
     }
     res.end();
-    this.observe(status, started);
+    this.observe(streamStatus, started);
+  }
+
+  /**
+   * An agent's answer that is not the caller's to see: a refused agent token, or a failure that is not JSON-RPC.
+   * JSON-RPC errors travel in HTTP 200 (the agent does so already); anything else from a failing agent becomes
+   * the proxy's own error, so a client always gets JSON-RPC.
+   */
+  private checkAgentAnswer(status: number, body: Buffer): void {
+    if (status === 401) throw new RpcError(502, PROXY_ERRORS.agentAuth, "the agent rejected the platform's agent token", { code: 'agent_auth_failed' });
+    if ((status < 200 || status >= 300) && !isRpcError(body)) {
+      throw new RpcError(502, PROXY_ERRORS.unreachable, `the workspace agent answered HTTP ${status}`, { code: 'agent_bad_response', agent_status: status });
+    }
   }
 }
 
