@@ -81,14 +81,20 @@ const nonBlocking = { acceptedOutputModes: [], taskPushNotificationConfig: undef
  * waits for input; tasks/get honours historyLength; the task is canceled, and canceling a completed task is refused
  * with the A2A error (not a transport failure); an unknown task id is "task not found".
  */
-async function cancelAndHistory(client: Client, version: '1.0' | '0.3'): Promise<void> {
-  wire.length = 0;
+/** A non-blocking send of a question the built-in responder answers with one of its own: the task, once it waits for input. */
+async function askedForInput(client: Client): Promise<any> {
   const first = (await client.sendMessage({ tenant: '', message: userMessage('Tell me a fact'), configuration: nonBlocking, metadata: undefined })) as any;
   expect(first.id, JSON.stringify(first)).toMatch(/\S/);
-  const asked = await waitFor('the task to wait for input', async () => {
+  return waitFor('the task to wait for input', async () => {
     const t = (await client.getTask({ tenant: '', id: first.id })) as any;
     return t.status?.state === TaskState.TASK_STATE_INPUT_REQUIRED && t;
   }, 10_000, 50);
+}
+
+async function cancelAndHistory(client: Client, version: '1.0' | '0.3'): Promise<void> {
+  wire.length = 0;
+  const asked = await askedForInput(client);
+  const first = { id: asked.id };
   expect(asked.history.length).toBeGreaterThanOrEqual(2);
   const one = (await client.getTask({ tenant: '', id: first.id, historyLength: 1 })) as any;
   expect(one.history).toHaveLength(1);
@@ -157,12 +163,8 @@ describe('A2A discovery and errors through the platform (open loopback platform)
   it('tasks through the platform with the official SDK client: non-blocking send, tasks/get, multi-turn with input-required', async () => {
     const client = await factory().createFromUrl(`${platform.url}/workspaces/${ws.root.id}/a2a`);
     // The built-in responder asks which fact when none is named: the task waits for input.
-    const first = (await client.sendMessage({ tenant: '', message: userMessage('Tell me a fact'), configuration: nonBlocking, metadata: undefined })) as any;
-    expect(first.id, JSON.stringify(first)).toMatch(/\S/);
-    const asked = await waitFor('the task to wait for input', async () => {
-      const t = (await client.getTask({ tenant: '', id: first.id })) as any;
-      return t.status?.state === TaskState.TASK_STATE_INPUT_REQUIRED && t;
-    }, 10_000, 50);
+    const asked = await askedForInput(client);
+    const first = { id: asked.id };
     expect(replyText(asked)).toMatch(/\?$/);
     // The answer continues the same task, in the same context.
     const next = { ...userMessage('your region'), taskId: first.id, contextId: asked.contextId };
