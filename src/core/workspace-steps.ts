@@ -30,6 +30,8 @@ export class WorkspaceSteps {
   private readonly outageAttempts = new Map<string, number>();
   private readonly probeFailures = new Map<string, number>();
   private readonly lateNoted = new Set<string>();
+  /** When each workspace's last launch got its instance back (epoch ms): backend news older than that is stale. */
+  private readonly launchedAt = new Map<string, number>();
 
   constructor(private readonly d: StepsDeps) {}
 
@@ -70,9 +72,11 @@ export class WorkspaceSteps {
     const t = this.d.config.timing;
     const now = Date.now();
     // A watch event about an instance the workspace no longer has says nothing about the workspace.
-    // Nor does news from before the workspace last changed: a backend may restart the same instance (Fly restarts
-    // the same machine), and a death seen before the restart must not end the restart.
-    const fresh = trigger.observedAt === undefined || trigger.observedAt >= Date.parse(ws.statusChangedAt);
+    // Nor does news from before the workspace last changed or its last launch came back: a backend may restart the
+    // same instance (Fly restarts the same machine), and a death seen before the restart — even one seen after the
+    // restart was asked for, while the old instance still lay dead — must not end the restart.
+    const since = Math.max(Date.parse(ws.statusChangedAt), this.launchedAt.get(id) ?? 0);
+    const fresh = trigger.observedAt === undefined || trigger.observedAt >= since;
     const observed = trigger.instanceId === ws.instanceId && fresh ? trigger.observed : undefined;
     switch (ws.status) {
       case 'provisioning': {
@@ -167,6 +171,7 @@ export class WorkspaceSteps {
       const p = this.d.provisioner;
       const handle =
         kind === 'start' || !ws.instanceId ? await p.start(spec) : kind === 'resume' ? await p.resume(ws.instanceId, spec) : await p.restart(ws.instanceId, spec);
+      this.launchedAt.set(id, Date.now());
       await steps;
       const instance = { instanceId: handle.instanceId, instance: { url: handle.url, headers: handle.headers, details: handle.details }, needsRestart: false };
       // The launch is done unless a request superseded it meanwhile (then the instance is recorded, so the next
@@ -211,6 +216,7 @@ export class WorkspaceSteps {
       return;
     }
     await this.d.secrets.deleteScope(ws.id);
+    this.launchedAt.delete(ws.id);
     await this.d.svc.transition(ws, 'removed', 'instance destroyed', { removedAt: new Date().toISOString() });
   }
 

@@ -115,6 +115,23 @@ describe('reconciler: liveness and recovery', () => {
     expect((await w.get(id)).status).toBe('offline');
   });
 
+  it('ignores a death seen after a restart was asked for but before its launch came back (the old instance still lay dead)', async () => {
+    const w = await world();
+    const id = await w.create();
+    const ws = await ready(w, id);
+    await w.svc.restart(id);
+    await new Promise((r) => setTimeout(r, 5));
+    // A watch looked while the restart waited for its launch: the same instance, still dead from before.
+    const seenAt = Date.now();
+    await new Promise((r) => setTimeout(r, 5));
+    await w.reconciler.reconcileWorkspace(id);
+    expect((await w.get(id)).instanceId).toBe(ws.instanceId);
+    await w.reconciler.reconcileWorkspace(id, { observed: { state: 'stopped', reason: 'still dead from before' }, instanceId: ws.instanceId!, observedAt: seenAt });
+    expect((await w.get(id)).status).toBe('provisioning');
+    await w.reconciler.reconcileWorkspace(id, { observed: { state: 'stopped', reason: 'died after the launch' }, instanceId: ws.instanceId!, observedAt: Date.now() });
+    expect((await w.get(id)).status).toBe('offline');
+  });
+
   it('doubles the backoff per restart in the window and ends a crash loop in failed', async () => {
     const w = await world({ crashLoopMax: 3, restartBackoffMs: 100, restartBackoffMaxMs: 100_000 });
     const id = await w.create();
