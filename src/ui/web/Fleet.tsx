@@ -40,9 +40,13 @@ export function Fleet({ meta }: { meta: Meta }) {
 
   // Only the newest request's answer is shown: a slow earlier page never overwrites a later one.
   const seq = useRef(0);
+  // What the live events below compare against, kept in step with the page as it is set (not as it renders: an
+  // event may come between the two). Null while a page is being fetched: its answer may miss what the event says.
+  const listed = useRef<{ ids: Set<string>; mayGain: boolean } | null>(null);
   const load = useCallback(
     async (from: string | undefined) => {
       const mine = ++seq.current;
+      listed.current = null;
       const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
       if (status) q.set('status', status);
       if (search) q.set('q', search);
@@ -51,10 +55,14 @@ export function Fleet({ meta }: { meta: Meta }) {
         const res = await request('GET', `/workspaces?${q}`);
         const rows = (await res.json()) as Workspace[];
         if (mine !== seq.current) return;
-        setPage({ rows, from, next: res.headers.get('x-next-cursor') });
+        const next = res.headers.get('x-next-cursor');
+        // New workspaces come last, and under a status filter one may change into it: only then can the page gain a row.
+        listed.current = { ids: new Set(rows.map((w) => w.id)), mayGain: next === null || status !== '' };
+        setPage({ rows, from, next });
         setError(null);
       } catch (e) {
         if (mine !== seq.current) return;
+        listed.current = { ids: new Set(), mayGain: true };
         setError(`Could not list workspaces: ${(e as Error).message}`);
       }
       api<Health>('GET', '/healthz').then(
@@ -93,12 +101,11 @@ export function Fleet({ meta }: { meta: Meta }) {
   );
 
   // A burst of events for one workspace (created, status, steps …) becomes one fetch of it when it is on this page.
-  // Events for others can change this page only where it could gain a row: the last page (new workspaces come
-  // last) or under a status filter (one may change into it); then the page is fetched again, at most every 500 ms.
-  const onPage = useRef(new Set<string>());
-  onPage.current = new Set(page?.rows.map((w) => w.id));
-  const mayGain = !!page && (page.next === null || status !== '');
+  // Events for others can change this page only where it could gain a row; then, or when the event came while the
+  // page was being fetched, the page is fetched again, at most every 500 ms.
   const pending = useRef(new Set<string>());
+  const reloadLatest = useRef(reloadPage);
+  reloadLatest.current = reloadPage;
   const flush = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
   const reloadSoon = useRef(false);
   const refreshOne = useCallback(
@@ -115,16 +122,20 @@ export function Fleet({ meta }: { meta: Meta }) {
   useLiveEvents(
     (ev: PlatformEvent) => {
       if (!ev.workspace_id || !ev.type.startsWith('workspace.')) return;
-      if (onPage.current.has(ev.workspace_id)) pending.current.add(ev.workspace_id);
-      else if (mayGain) reloadSoon.current = true;
+      const now = listed.current;
+      if (!now) reloadSoon.current = true;
+      else if (now.ids.has(ev.workspace_id)) pending.current.add(ev.workspace_id);
+      else if (now.mayGain) reloadSoon.current = true;
       else return;
-      clearTimeout(flush.current);
+      // Not pushed back by later events: a steady stream of them must not starve the refresh.
+      if (flush.current) return;
       flush.current = setTimeout(() => {
+        flush.current = undefined;
         const ids = [...pending.current];
         pending.current.clear();
         if (reloadSoon.current) {
           reloadSoon.current = false;
-          reloadPage();
+          reloadLatest.current();
         } else ids.forEach((id) => void refreshOne(id));
       }, reloadSoon.current ? 500 : 80);
     },
