@@ -3,6 +3,7 @@
  * core never imports the store, so the dependencies point one way: store → core, backends → core.
  */
 import type { PlatformEvent, Workspace, WorkspaceStatus } from './types.js';
+import type { HeartbeatWrite } from './heartbeat-writes.js';
 
 /** Where a page walk stands: the last row's creation time and id (both never change). */
 export interface PagePosition {
@@ -54,8 +55,8 @@ export interface WorkspaceStore {
   updateIfStatus(id: string, from: WorkspaceStatus[], patch: Partial<Workspace>): Promise<boolean>;
   /** Records activity at `at` unless a later one is recorded already (core/idle.ts); updated_at stays. */
   touchActive(id: string, at: string): Promise<void>;
-  /** A heartbeat: its time and body; activity when it reports tasks, or none for the first time after some. */
-  recordHeartbeat(id: string, at: string, heartbeat: Record<string, unknown>, activeTasks: number): Promise<void>;
+  /** Heartbeats: each one's time and body; activity when it reports tasks, or none for the first time after some. */
+  recordHeartbeats(batch: HeartbeatWrite[]): Promise<void>;
   /** Ready or degraded workspaces that have an idle timeout. */
   sleepCandidates(): Promise<Workspace[]>;
 }

@@ -4,6 +4,7 @@ import { agentUrlProblem } from './agent-url.js';
 import type { Config } from './config.js';
 import { ApiError } from './errors.js';
 import type { EventBus } from './events.js';
+import { HeartbeatWrites } from './heartbeat-writes.js';
 import type { WorkspaceStore } from './ports.js';
 import type { Action } from './status.js';
 import type { WorkspaceTokens } from './tokens.js';
@@ -29,7 +30,11 @@ export interface RegistryDeps {
  * backend reported) and heartbeats from then on. Either may land on any replica.
  */
 export class AgentRegistry {
-  constructor(private readonly d: RegistryDeps) {}
+  private readonly heartbeats: HeartbeatWrites;
+
+  constructor(private readonly d: RegistryDeps) {
+    this.heartbeats = new HeartbeatWrites((batch) => d.workspaces.recordHeartbeats(batch));
+  }
 
   /** @param known the workspace the request's token was already resolved to (by the caller check), if any. */
   async register(token: string | undefined, body: RegisterRequest, known?: Workspace): Promise<RegistryResponse> {
@@ -72,7 +77,7 @@ export class AgentRegistry {
     const now = new Date().toISOString();
     // A busy agent is active (core/idle.ts): it does not sleep while its heartbeats report running tasks, and the
     // first report of none after some starts the idle time (the last task ended at most one interval before).
-    await this.d.workspaces.recordHeartbeat(ws.id, now, { ...body, at: now }, body.active_tasks);
+    await this.heartbeats.record(ws.id, now, { ...body, at: now }, body.active_tasks);
     this.d.bus.pulse(ws.id, { last_heartbeat_at: now, heartbeat: { ...body, at: now } });
     let target: WorkspaceStatus | null = null;
     let reason = '';

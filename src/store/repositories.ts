@@ -1,4 +1,5 @@
-import { sql, type Kysely, type Selectable } from 'kysely';
+import { PostgresAdapter, sql, type Kysely, type Selectable } from 'kysely';
+import type { HeartbeatWrite } from '../core/heartbeat-writes.js';
 import type { Database, SecretRow, TokenRow, WorkspaceRow } from './schema.js';
 import type { DueCutoffs, EventLog, PagePosition, SecretRecord, SecretStore, Stores, TokenKind, TokenRecord, TokenStore, Transact, WorkspacePageFilter, WorkspaceStore } from '../core/ports.js';
 import type { PlatformEvent, Workspace, WorkspaceStatus } from '../core/types.js';
@@ -204,14 +205,26 @@ export class WorkspaceRepo implements WorkspaceStore {
   }
 
   /**
-   * A heartbeat's write: its time and body, and activity (active_at) when it reports active tasks or is the first
-   * report of none after some — decided in the row, whichever replica took the previous heartbeat.
+   * Heartbeats, one statement for the batch (core/heartbeat-writes.ts): each row's time and body, and activity
+   * (active_at) when it reports active tasks or is the first report of none after some — decided in the row, whichever
+   * replica took the previous heartbeat. In the assignments the right-hand `busy` is the stored one (the previous
+   * heartbeat's), on both dialects.
    */
-  async recordHeartbeat(id: string, at: string, heartbeat: Record<string, unknown>, activeTasks: number): Promise<void> {
-    const busy = activeTasks > 0 ? 1 : 0;
-    // In the assignments the right-hand `busy` is the stored one (the previous heartbeat's), on both dialects.
-    await sql`update workspaces set last_heartbeat_at = ${at}, heartbeat = ${JSON.stringify(heartbeat)}, updated_at = ${at},
-      active_at = case when ${busy} = 1 or busy = 1 then ${at} else active_at end, busy = ${busy} where id = ${id}`.execute(this.db);
+  async recordHeartbeats(batch: HeartbeatWrite[]): Promise<void> {
+    if (!batch.length) return;
+    const set = sql`last_heartbeat_at = v.at, heartbeat = v.hb, updated_at = v.at,
+      active_at = case when v.busy = 1 or v.was_busy = 1 or workspaces.busy = 1 then v.at else workspaces.active_at end, busy = v.busy`;
+    const col = <T>(f: (h: HeartbeatWrite) => T) => batch.map(f);
+    if (this.db.getExecutor().adapter instanceof PostgresAdapter) {
+      // Five array parameters, whatever the batch size.
+      await sql`update workspaces set ${set}
+        from unnest(${col((h) => h.id)}::text[], ${col((h) => h.at)}::text[], ${col((h) => JSON.stringify(h.heartbeat))}::text[],
+          ${col((h) => (h.busy ? 1 : 0))}::int[], ${col((h) => (h.wasBusy ? 1 : 0))}::int[]) as v(id, at, hb, busy, was_busy)
+        where workspaces.id = v.id`.execute(this.db);
+      return;
+    }
+    const rows = sql.join(batch.map((h) => sql`(${h.id}, ${h.at}, ${JSON.stringify(h.heartbeat)}, ${h.busy ? 1 : 0}, ${h.wasBusy ? 1 : 0})`));
+    await sql`with v(id, at, hb, busy, was_busy) as (values ${rows}) update workspaces set ${set} from v where workspaces.id = v.id`.execute(this.db);
   }
 
   /** Running workspaces with an idle timeout (index workspaces_idle): the ones the idle check looks at. */

@@ -69,6 +69,30 @@ function storeSuite(kind: string, open: () => Promise<Store>) {
       }
     });
 
+    it('writes a batch of heartbeats in one statement: times, bodies, and activity decided per row', async () => {
+      const repo = new WorkspaceRepo(store.db);
+      const [idle, busy, calmed, justCalm] = [0, 1, 2, 3].map(() => workspace({ status: 'ready' }));
+      for (const w of [idle, busy, calmed, justCalm]) await repo.insert(w);
+      const t0 = '2026-01-01T00:00:00.000Z';
+      // calmed was busy at its previous heartbeat (stored); justCalm was busy earlier in this same batch.
+      await repo.recordHeartbeats([{ id: calmed.id, at: t0, heartbeat: { n: 0 }, busy: true, wasBusy: false }]);
+      const t1 = '2026-01-01T00:00:05.000Z';
+      await repo.recordHeartbeats([
+        { id: idle.id, at: t1, heartbeat: { n: 1 }, busy: false, wasBusy: false },
+        { id: busy.id, at: t1, heartbeat: { n: 2 }, busy: true, wasBusy: false },
+        { id: calmed.id, at: t1, heartbeat: { n: 3 }, busy: false, wasBusy: false },
+        { id: justCalm.id, at: t1, heartbeat: { n: 4 }, busy: false, wasBusy: true },
+        { id: crypto.randomUUID(), at: t1, heartbeat: { n: 5 }, busy: true, wasBusy: false },
+      ]);
+      const got = await Promise.all([idle, busy, calmed, justCalm].map(async (w) => (await repo.get(w.id))!));
+      expect(got.map((w) => w.lastHeartbeatAt)).toEqual([t1, t1, t1, t1]);
+      expect(got.map((w) => (w.heartbeat as { n: number }).n)).toEqual([1, 2, 3, 4]);
+      expect(got.map((w) => w.activeAt ?? null)).toEqual([null, t1, t1, t1]);
+      // calmed is not busy any more: its next quiet heartbeat is no activity.
+      await repo.recordHeartbeats([{ id: calmed.id, at: '2026-01-01T00:00:10.000Z', heartbeat: { n: 6 }, busy: false, wasBusy: false }]);
+      expect((await repo.get(calmed.id))!.activeAt).toBe(t1);
+    });
+
     it('updates status only through compare-and-set', async () => {
       const repo = new WorkspaceRepo(store.db);
       const w = workspace();
