@@ -233,7 +233,10 @@ try {
   console.log(
     `| ${N} | ${(N / createS).toFixed(0)} | ${readyS.toFixed(1)} | ${((100 * (c1 - c0)) / (steadyS * 1000)).toFixed(1)} | ${rss0.toFixed(0)} → ${rss1.toFixed(0)} | ${((hb(m1) - hb(m0)) / steadyS).toFixed(0)} | ${page.p50.toFixed(2)} / ${page.p99.toFixed(2)} | ${one.p50.toFixed(2)} / ${one.p99.toFixed(2)} | ${viaPlatform.p50.toFixed(2)} | ${median(fan).toFixed(1)} / ${quantile(fan, 0.99).toFixed(1)} |`,
   );
+  const mb = (name: string) => (metric(m1, name) / 2 ** 20).toFixed(0);
   console.log(`(platform CPU from start to all ready: ${(cpuReady / 1000).toFixed(1)} s; sim RSS ${rssMb(sim.child.pid!).toFixed(0)} MB)`);
+  // Where the RSS is: V8's heap (used of total) and what lives outside it (Buffers, SQLite, native code).
+  console.log(`(platform heap ${mb('nodejs_heap_size_used_bytes')} of ${mb('nodejs_heap_size_total_bytes')} MB, external ${mb('nodejs_external_memory_bytes')} MB)`);
   await pool.close();
 } finally {
   await platform?.stop().catch(() => undefined);

@@ -103,6 +103,23 @@ describe('Fly backend: secrets as Fly app secrets', () => {
     await s.p.destroy(h.instanceId);
   }, 60_000);
 
+  it('lists the app’s secrets once, not per launch: what is ours is followed through our own writes and deletes', async () => {
+    const s = make();
+    const lists = () => s.recorded.filter((x) => x.method === 'GET' && x.path.endsWith('/secrets')).length;
+    const specs = [0, 1, 2].map(() => secretSpec(fresh()));
+    const started = [];
+    for (const sp of specs) started.push(await s.p.start(sp));
+    expect(lists()).toBe(1);
+    // A restart without one of its secrets still deletes that one, from what it knows.
+    const sp = secretSpec(fresh(), specs[0]!.workspaceId);
+    delete (sp.env as Record<string, string>).OPENAI_API_KEY;
+    await s.p.restart(started[0]!.instanceId, sp);
+    expect(lists()).toBe(1);
+    expect(envOf(started[0]!.instanceId, 'OPENAI_API_KEY')).toBeUndefined();
+    expect((await secretNames(s.app)).filter((n) => n.endsWith('_K_OPENAI_API_KEY'))).toHaveLength(2);
+    for (const h of started) await s.p.destroy(h.instanceId);
+  }, 60_000);
+
   it('forget removes the workspace’s app secrets and nothing else', async () => {
     const s = make();
     const a = secretSpec(fresh());
