@@ -128,6 +128,19 @@ function program(): Command {
       );
     });
 
+  cli
+    .command('mv <workspace>')
+    .alias('move')
+    .description('move a workspace under another one (its A2A access rules follow at once; no restart)')
+    .requiredOption('--parent <workspace>', 'the new parent (id, prefix or name), or "none" for top level')
+    .action(async (ref: string, o: { parent: string }) => {
+      const { api, json } = ctx();
+      const id = await resolveWorkspace(api, ref);
+      const parent = o.parent === 'none' ? null : await resolveWorkspace(api, o.parent);
+      const ws = await api.json<Workspace>('PATCH', `/workspaces/${id}`, { parent_id: parent });
+      print(json, ws, () => `${ws.id}  ${ws.name}  parent: ${ws.parent_id ?? 'none'}`);
+    });
+
   for (const action of ['restart', 'pause', 'resume', 'wake'] as const) {
     cli
       .command(`${action} <workspace>`)

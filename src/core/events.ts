@@ -2,8 +2,14 @@ import { EventEmitter } from 'node:events';
 import type { EventLog } from './ports.js';
 import type { PlatformEvent } from './types.js';
 
+/**
+ * Live news that is not stored: a heartbeat's (per workspace), and A2A call traffic (per caller → target edge,
+ * aggregated by server/a2a/traffic.ts). /ws clients get each kind only when they ask for it.
+ */
+export type PulseType = 'workspace.heartbeat' | 'a2a.calls';
+
 export interface Pulse {
-  type: 'workspace.heartbeat';
+  type: PulseType;
   workspace_id: string;
   at: string;
   data: Record<string, unknown>;
@@ -77,11 +83,12 @@ export class EventBus {
   }
 
   /**
-   * A heartbeat's news (time, current task) for live views. Not persisted and not an event: at one per agent
-   * per interval it would flood the timeline and the table. Only subscribers that ask for pulses get them.
+   * News for live views: a heartbeat's (time, current task), or A2A call traffic. Not persisted and not an event:
+   * at one per agent (or edge) per interval it would flood the timeline and the table. Only subscribers that ask
+   * for pulses get them.
    */
-  pulse(workspaceId: string, data: Record<string, unknown>): void {
-    this.feed.pulse({ type: 'workspace.heartbeat', workspace_id: workspaceId, at: new Date().toISOString(), data });
+  pulse(workspaceId: string, data: Record<string, unknown>, type: PulseType = 'workspace.heartbeat', at: string = new Date().toISOString()): void {
+    this.feed.pulse({ type, workspace_id: workspaceId, at, data });
   }
 
   subscribePulses(fn: (p: Pulse) => void): () => void {

@@ -42,6 +42,8 @@ export interface PatchInput {
   env?: Record<string, string>;
   /** null = never sleep. Takes effect at once, on no restart. */
   idle_timeout_s?: number | null;
+  /** Moves the workspace under another one (null: top-level). Takes effect at once, on no restart. */
+  parent_id?: string | null;
 }
 
 export interface ServiceDeps {
@@ -211,7 +213,10 @@ export class WorkspaceService {
     return this.withLock(id, async () => {
       const ws = await this.get(id);
       if (ws.status === 'removing') throw new ApiError(409, 'invalid_state', `workspace ${id} is being removed`);
-      const { idle_timeout_s, ...fields } = input;
+      const { idle_timeout_s, parent_id, ...fields } = input;
+      const from = ws.parentId ?? null;
+      const moving = parent_id !== undefined && parent_id !== from;
+      if (moving && parent_id !== null) await this.assertParent(id, parent_id);
       const affectsInstance =
         (input.tier !== undefined && input.tier !== ws.tier) ||
         (input.env !== undefined && !sameEnv(input.env, ws.env)) ||
@@ -222,18 +227,73 @@ export class WorkspaceService {
         if (problem) throw new ApiError(400, 'invalid_for_backend', problem);
       }
       const hasInstance = ws.instanceId !== null && ws.status !== 'failed';
+      // The parent is not part of the instance (agents read their team from the API when they use it): no restart.
       await this.d.workspaces.update(id, {
         ...fields,
         ...(idle_timeout_s !== undefined ? { idleTimeoutS: idle_timeout_s } : {}),
+        ...(moving ? { parentId: parent_id } : {}),
         needsRestart: ws.needsRestart || (affectsInstance && hasInstance),
       });
+      if (moving && parent_id !== null) {
+        // Two moves checked at once (on this replica under different locks, or on two replicas) can each pass the
+        // check above and together close a cycle (a under b while b goes under a). Each move looks again once its
+        // write is in: the last write of a cycle sees the cycle, and its move is undone. Both may be undone (then
+        // neither caller gets a cycle, and both are told to retry), never both kept.
+        const cycle = await this.cycleThrough(id, parent_id);
+        if (cycle) {
+          await this.d.workspaces.update(id, { parentId: from });
+          this.forgetCached(id);
+          throw cycleError(cycle);
+        }
+      }
+      // The A2A rules read the parent from the route and token caches: this replica drops them now, the others
+      // (and this one again) on the event.
+      if (moving) this.forgetCached(id);
       const updated = (await this.d.workspaces.get(id))!;
       await this.d.bus.publish('workspace.updated', id, {
         fields: Object.keys(input),
         needs_restart: updated.needsRestart,
+        ...(moving ? { from, to: parent_id } : {}),
       });
       return updated;
     });
+  }
+
+  /** A new parent must be a live workspace and not the workspace itself or one of its descendants. */
+  private async assertParent(id: string, parentId: string): Promise<void> {
+    const parent = await this.d.workspaces.get(parentId);
+    if (!parent || parent.status === 'removed') throw new ApiError(400, 'unknown_parent', `parent_id ${parentId} is not a live workspace`);
+    const cycle = await this.cycleThrough(id, parentId);
+    if (cycle) throw cycleError(cycle);
+  }
+
+  /**
+   * The cycle that `id` under `parentId` makes, as the workspaces from `id` up through its would-be ancestors back
+   * to `id`; null when there is none. Walks up from the parent through the store, one read per ancestor.
+   */
+  private async cycleThrough(id: string, parentId: string): Promise<Workspace[] | null> {
+    const self = await this.d.workspaces.get(id);
+    if (!self) return null;
+    const chain: Workspace[] = [self];
+    const seen = new Set<string>([id]);
+    let next: string | null = parentId;
+    while (next) {
+      const ws: Workspace | undefined = next === id ? self : await this.d.workspaces.get(next);
+      if (!ws) return null;
+      chain.push(ws);
+      if (ws.id === id) return chain;
+      // A loop above that does not pass through `id` is not this move's doing (and should not exist): stop there.
+      if (seen.has(ws.id)) return null;
+      seen.add(ws.id);
+      next = ws.parentId;
+    }
+    return null;
+  }
+
+  /** What is cached about a workspace for the A2A rules (its route, its token's caller): read afresh next time. */
+  private forgetCached(id: string): void {
+    this.routes.delete(id);
+    this.tokens.forget(id);
   }
 
   async restart(id: string): Promise<Workspace> {
@@ -450,6 +510,14 @@ export class WorkspaceService {
     this.unsubscribe();
     this.activity.close();
   }
+}
+
+/** 409 parent_cycle, naming the chain: "a → b → a" reads "a would be under b, which is under a". */
+function cycleError(chain: Workspace[]): ApiError {
+  const names = chain.map((w) => w.name).join(' → ');
+  return new ApiError(409, 'parent_cycle', `moving ${chain[0]!.name} under ${chain[1]!.name} would make a cycle: ${names} (each under the next)`, {
+    chain: chain.map((w) => ({ id: w.id, name: w.name })),
+  });
 }
 
 /** The A2A access rule for a workspace-token caller: itself, its parent, its children and its siblings. */

@@ -23,6 +23,7 @@ import type { Store } from '../store/db.js';
 import type { WorkspaceStore } from '../core/ports.js';
 import type { Metrics } from './metrics.js';
 import { A2AProxy } from './a2a/proxy.js';
+import { CallTraffic } from './a2a/traffic.js';
 import { a2aRoutes } from './routes/a2a.js';
 import { cardRoutes } from './routes/cards.js';
 import { eventRoutes } from './routes/events.js';
@@ -65,7 +66,9 @@ export type App = FastifyInstance<any, any, any, any, ZodTypeProvider> & {
 /** Each route plugin takes only the services it uses (a Pick of these). */
 export async function buildApp(deps: AppDeps): Promise<App> {
   const guard = new Guard(deps.config, deps.svc);
-  const proxy = new A2AProxy({ svc: deps.svc, metrics: deps.metrics, config: deps.config, guard, logger: deps.logger });
+  // Agent-to-agent calls become `a2a.calls` pulses (live views only, like heartbeat pulses).
+  const traffic = new CallTraffic({ pulse: (id, data, type, at) => deps.bus.pulse(id, data, type, at) });
+  const proxy = new A2AProxy({ svc: deps.svc, metrics: deps.metrics, config: deps.config, guard, logger: deps.logger, traffic });
   const app = Fastify({
     // The A2A proxy is served before Fastify's route stack: it is the hot path (see src/server/a2a/proxy.ts).
     serverFactory: (handler, options) => {
@@ -119,6 +122,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   app.decorate('serve', (req: IncomingMessage, res: ServerResponse) => (A2AProxy.matches(req) ? proxy.handle(req, res) : app.routing(req, res)));
   app.addHook('onClose', async () => {
     guard.close();
+    traffic.close();
     await proxy.close();
   });
   app.addHook('onResponse', async (req, reply) => {

@@ -80,9 +80,20 @@ export const CreateWorkspaceBody = z
   .strict();
 
 export const PatchWorkspaceBody = z
-  .object({ name: Name.optional(), role: Role.optional(), tier: Tier.optional(), env: EnvMap.optional(), idle_timeout_s: IdleTimeout.nullish().describe('null = never sleep; takes effect at once') })
+  .object({
+    name: Name.optional(),
+    role: Role.optional(),
+    tier: Tier.optional(),
+    env: EnvMap.optional(),
+    idle_timeout_s: IdleTimeout.nullish().describe('null = never sleep; takes effect at once'),
+    parent_id: WorkspaceId.nullable()
+      .optional()
+      .describe(
+        'move under this workspace (null: top-level); takes effect at once, A2A access rules included, with no restart. 400 unknown_parent unless a live workspace; 409 parent_cycle for the workspace itself or one of its descendants',
+      ),
+  })
   .strict()
-  .refine((b) => Object.keys(b).length > 0, 'give at least one of name, role, tier, env, idle_timeout_s');
+  .refine((b) => Object.keys(b).length > 0, 'give at least one of name, role, tier, env, idle_timeout_s, parent_id');
 
 const StatusList = z
   .string()

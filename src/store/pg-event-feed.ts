@@ -24,7 +24,7 @@ const CATCH_UP_PAGE = 1000;
  * as "seen", with nothing skipped. When the LISTEN connection drops, it reconnects and reads what it missed from
  * the table before delivering new notifications.
  *
- * Pulses (heartbeat news, not persisted) are NOTIFYed on their own channel, outside any transaction; the
+ * Pulses (heartbeat and A2A call news, not persisted) are NOTIFYed on their own channel, outside any transaction; the
  * publishing replica delivers its own at once and skips their echo.
  */
 export class PgEventFeed implements EventFeed {

@@ -92,6 +92,24 @@ describe('molecule CLI', { shuffle: false }, () => {
     expect(down.stderr).toMatch(/cannot reach the platform at http:\/\/127\.0\.0\.1:1/);
   });
 
+  it('moves a workspace under another one and back to the top level, and refuses a cycle', async () => {
+    const parent = await run('--json', 'create', 'cli-parent');
+    const child = await run('--json', 'create', 'cli-child');
+    expect(parent.code, parent.stderr).toBe(0);
+    const [p, c] = [JSON.parse(parent.stdout), JSON.parse(child.stdout)];
+    const moved = await run('mv', 'cli-child', '--parent', 'cli-parent');
+    expect(moved.code, moved.stderr).toBe(0);
+    expect(moved.stdout).toContain(`parent: ${p.id}`);
+    const cycle = await run('mv', 'cli-parent', '--parent', 'cli-child');
+    expect(cycle.code).toBe(1);
+    expect(cycle.stderr).toMatch(/parent_cycle/);
+    expect(cycle.stderr).toContain('cli-parent → cli-child → cli-parent');
+    const top = JSON.parse((await run('--json', 'mv', c.id, '--parent', 'none')).stdout);
+    expect(top.parent_id).toBeNull();
+    await run('rm', 'cli-child');
+    await run('rm', 'cli-parent');
+  });
+
   it('refuses an ambiguous name and lists the candidates', async () => {
     expect((await run('create', 'twin')).code).toBe(0);
     expect((await run('create', 'twin')).code).toBe(0);

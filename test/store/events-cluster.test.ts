@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventBus, type Pulse } from '../../src/core/events.js';
 import type { PlatformEvent } from '../../src/core/types.js';
 import { openStore, type Store } from '../../src/store/db.js';
+import { CallTraffic } from '../../src/server/a2a/traffic.js';
 import { PgEventFeed } from '../../src/store/pg-event-feed.js';
 import { EventRepo } from '../../src/store/repositories.js';
 import { tempDir, waitFor } from '../support/harness.js';
@@ -86,6 +87,16 @@ describe('events across replicas on one Postgres', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(a.pulses.filter((p) => p.workspace_id === 'w-pulse')).toHaveLength(1);
     expect(b.pulses.filter((p) => p.workspace_id === 'w-pulse')).toHaveLength(1);
+  });
+
+  it('carries a2a.calls pulses, a full interval of samples included, to the other replica', async () => {
+    const traffic = new CallTraffic({ pulse: (id, data, type, at) => a.bus.pulse(id, data, type, at) });
+    for (let i = 0; i < 500; i++) traffic.record('w-from', 'w-calls', 12345.678 + i, i % 7 === 0);
+    traffic.flush();
+    const got = await waitFor('calls pulse on B', async () => b.pulses.find((p) => p.type === 'a2a.calls' && p.workspace_id === 'w-calls'), 5000, 10);
+    expect(got.data).toMatchObject({ from: 'w-from', to: 'w-calls', calls: 500, errors: 72, interval_ms: 1000 });
+    expect(got.data.latencies_ms).toHaveLength(64);
+    expect(a.pulses.filter((p) => p.type === 'a2a.calls')).toHaveLength(1);
   });
 
   it('misses nothing when its LISTEN connection is cut: it reconnects and reads what it missed', async () => {

@@ -8,6 +8,7 @@ import type { WorkspaceService } from '../../core/workspaces.js';
 import type { Metrics } from '../metrics.js';
 import { A2A_PATH, bearer, type Guard } from '../security.js';
 import { relay } from './relay.js';
+import type { CallTraffic } from './traffic.js';
 import { isRpcError, normalise, STREAM_METHODS, outcomeOf, PROXY_ERRORS, RpcError, rpcErrorBody, toRpcError, upstreamError, type RpcId } from './jsonrpc.js';
 
 export interface A2AProxyDeps {
@@ -16,6 +17,8 @@ export interface A2AProxyDeps {
   config: Config;
   guard: Guard;
   logger: Logger;
+  /** Where agent-to-agent calls are counted for the live `a2a.calls` pulses; none: not counted. */
+  traffic?: CallTraffic;
 }
 
 const ROUTE = '/workspaces/:id/a2a';
@@ -158,6 +161,8 @@ export class A2AProxy {
       return this.rpcError(res, started, null, e);
     }
 
+    // An edge of the team map: a workspace calling another one (admin and user calls are not edges).
+    const from = caller.kind === 'workspace' && caller.workspaceId !== workspaceId ? caller.workspaceId : null;
     let id: RpcId = null;
     try {
       const parsed = normalise(raw, req.headers.accept);
@@ -193,13 +198,14 @@ export class A2AProxy {
         if (typeof v === 'string') headers[h] = v;
       }
       try {
-        await this.forward(res, started, id, target.url, headers, parsed.body, STREAM_METHODS.has(parsed.method), replied);
+        await this.forward(res, started, id, target.url, headers, parsed.body, STREAM_METHODS.has(parsed.method), replied, from, workspaceId);
       } finally {
         end();
       }
     } catch (e) {
       if (!(e instanceof RpcError)) throw e;
       this.rpcError(res, started, id, e);
+      if (from) this.called(from, workspaceId, started, true);
     }
   }
 
@@ -213,9 +219,22 @@ export class A2AProxy {
    * One call to the agent. A unary answer is read whole and written with its headers in one write; a streaming
    * call's SSE answer is relayed as it comes (any other answer to it, such as an error, is passed on whole).
    */
-  private async forward(res: ServerResponse, started: bigint, id: RpcId, url: string, headers: Record<string, string>, body: Buffer | string, streaming: boolean, replied?: () => void): Promise<void> {
+  private async forward(
+    res: ServerResponse,
+    started: bigint,
+    id: RpcId,
+    url: string,
+    headers: Record<string, string>,
+    body: Buffer | string,
+    streaming: boolean,
+    replied: (() => void) | undefined,
+    from: string | null,
+    to: string,
+  ): Promise<void> {
     const { config, metrics, guard } = this.d;
     let streamStatus = 200;
+    /** A stream's call is counted at its first event (its latency); a later failure only adds an error. */
+    let counted = false;
     let outcome;
     try {
       outcome = await relay(this.dispatcher, {
@@ -236,6 +255,12 @@ export class A2AProxy {
                 res.writeHead(s, [...guard.flatHeaders, ...SSE_HEADERS]);
                 res.flushHeaders();
               },
+              first: from
+                ? () => {
+                    counted = true;
+                    this.called(from, to, started, false);
+                  }
+                : undefined,
             }
           : undefined,
       });
@@ -250,6 +275,7 @@ export class A2AProxy {
       res.writeHead(status, [...guard.flatHeaders, 'content-type', outcome.type || 'application/json', 'content-length', String(outcome.body.length)]);
       res.end(outcome.body);
       this.observe(status, started);
+      if (from) this.called(from, to, started, status !== outcome.status || startsAsRpcError(outcome.body));
       return;
     }
     if (outcome.kind === 'failed') {
@@ -258,6 +284,15 @@ export class A2AProxy {
     }
     res.end();
     this.observe(streamStatus, started);
+    if (from) {
+      if (!counted) this.called(from, to, started, outcome.kind === 'failed');
+      else if (outcome.kind === 'failed') this.d.traffic?.fail(from, to);
+    }
+  }
+
+  /** One agent-to-agent call for the `a2a.calls` pulses: its latency so far, and whether it failed. */
+  private called(from: string, to: string, started: bigint, failed: boolean): void {
+    this.d.traffic?.record(from, to, Number(process.hrtime.bigint() - started) / 1e6, failed);
   }
 
   /**
@@ -271,6 +306,40 @@ export class A2AProxy {
       throw new RpcError(502, PROXY_ERRORS.unreachable, `the workspace agent answered HTTP ${status}`, { code: 'agent_bad_response', agent_status: status });
     }
   }
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const ERROR_KEY = Buffer.from('"error"');
+const RESULT_KEY = Buffer.from('"result"');
+/** How far into an answer its result or error member is looked for (after jsonrpc and id). */
+const SCAN_BYTES = 256;
+
+/**
+ * Whether a JSON-RPC answer is an error, from its first bytes alone (no parse: this is every call's path).
+ * Answers put `"error"` or `"result"` near the start, after `jsonrpc` and `id`; whichever comes first as a key
+ * decides. An answer that says neither there counts as a success.
+ */
+export function startsAsRpcError(body: Buffer): boolean {
+  const end = Math.min(body.length, SCAN_BYTES);
+  for (let i = 0; i < end; i++) {
+    if (body[i] !== QUOTE || (i > 0 && body[i - 1] === BACKSLASH)) continue;
+    if (keyAt(body, i, ERROR_KEY)) return true;
+    if (keyAt(body, i, RESULT_KEY)) return false;
+  }
+  return false;
+}
+
+/** `key` (quoted) at `i`, followed by a colon: a member name, not a string value. */
+function keyAt(body: Buffer, i: number, key: Buffer): boolean {
+  if (i + key.length > body.length) return false;
+  for (let k = 0; k < key.length; k++) if (body[i + k] !== key[k]) return false;
+  for (let j = i + key.length; j < body.length; j++) {
+    const c = body[j]!;
+    if (c === 0x3a) return true; // :
+    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return false;
+  }
+  return false;
 }
 
 const TOO_LARGE = Symbol('too large');

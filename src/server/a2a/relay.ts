@@ -28,6 +28,8 @@ export interface RelayOptions {
   stream?: {
     /** Called once the agent's answer turns out to be an SSE stream: write the response head. */
     start(status: number): void;
+    /** Called once, when the first chunk of the stream has been written to the client. */
+    first?(): void;
     /** Counts the stream while it runs (a gauge's child), so a leaked one shows. */
     gauge?: { inc(): void; dec(): void };
   };
@@ -46,6 +48,7 @@ export function relay(dispatcher: Dispatcher, o: RelayOptions): Promise<Relayed>
     let settled = false;
     let controller: Dispatcher.DispatchController | undefined;
     let streaming = false;
+    let relayed = false;
     let status = 0;
     let type = '';
     const chunks: Buffer[] = [];
@@ -86,7 +89,12 @@ export function relay(dispatcher: Dispatcher, o: RelayOptions): Promise<Relayed>
         onResponseData(c, chunk) {
           if (settled) return;
           if (streaming) {
-            if (!o.res.write(chunk)) {
+            const more = o.res.write(chunk);
+            if (!relayed) {
+              relayed = true;
+              o.stream?.first?.();
+            }
+            if (!more) {
               c.pause();
               o.res.once('drain', resume);
             }

@@ -79,7 +79,12 @@ export function eventRoutes(deps: Pick<AppDeps, 'bus' | 'metrics'>): FastifyPlug
     app.route({
       method: 'GET',
       url: '/ws',
-      schema: { hide: true, tags: ['events'], summary: 'WebSocket: one JSON event per message; ?heartbeats=1 adds workspace.heartbeat pulses' },
+      schema: {
+        hide: true,
+        tags: ['events'],
+        summary:
+          'WebSocket: one JSON event per message. ?heartbeats=1 adds workspace.heartbeat pulses; ?calls=1 adds a2a.calls pulses (per caller → target workspace, at most one per edge per second per replica: {from, to, calls, errors, latencies_ms, interval_ms}). Pulses are not stored; ?workspace_id= keeps those of one workspace (calls it makes or receives)',
+      },
       // A plain GET (no upgrade) gets an answer in the API's error shape rather than an empty 404.
       handler: async (_req, reply) =>
         reply.code(426).header('upgrade', 'websocket').send({ error: 'GET /ws is a WebSocket: send Connection: Upgrade, Upgrade: websocket', code: 'upgrade_required' }),
@@ -90,13 +95,19 @@ export function eventRoutes(deps: Pick<AppDeps, 'bus' | 'metrics'>): FastifyPlug
           if (filter && ev.workspace_id !== filter) return;
           if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(wire(ev)));
         });
-        // Heartbeat pulses only for clients that ask: live views want them, event consumers do not.
-        const unpulse = ['1', 'true'].includes(query.get('heartbeats') ?? '')
-          ? deps.bus.subscribePulses((p) => {
-              if (filter && p.workspace_id !== filter) return;
-              if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(p));
-            })
-          : () => undefined;
+        // Pulses only for clients that ask, each kind by itself: live views want them, event consumers do not.
+        const on = (flag: string) => ['1', 'true'].includes(query.get(flag) ?? '');
+        const heartbeats = on('heartbeats');
+        const calls = on('calls');
+        const unpulse =
+          heartbeats || calls
+            ? deps.bus.subscribePulses((p) => {
+                if (p.type === 'a2a.calls' ? !calls : !heartbeats) return;
+                // A workspace's view also wants the calls it makes, not only those it receives.
+                if (filter && p.workspace_id !== filter && !(p.type === 'a2a.calls' && p.data.from === filter)) return;
+                if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(p));
+              })
+            : () => undefined;
         socket.on('close', () => {
           unsubscribe();
           unpulse();

@@ -89,7 +89,7 @@ export function workspaceRoutes(deps: Pick<AppDeps, 'svc' | 'bus' | 'metrics'>):
       {
         schema: {
           tags,
-          summary: 'Change name, role, tier or env; needs_restart tells whether the running instance is affected',
+          summary: 'Change name, role, tier, env, idle timeout or parent (parent_id: re-parenting, checked for cycles); needs_restart tells whether the running instance is affected',
           params: IdParams,
           body: PatchWorkspaceBody,
           response: { 200: WorkspaceView, ...errors },
