@@ -28,3 +28,7 @@ export async function launchChromium(): Promise<Browser> {
 export const SCREENSHOTS = path.join(ROOT, '.artifacts', 'screenshots');
 fs.mkdirSync(SCREENSHOTS, { recursive: true });
 export const shot = (name: string) => path.join(SCREENSHOTS, name);
+
+/** Screenshots shown in the README are written to docs/ by the tests that make them (light mode, 1200 px wide). */
+export const DOCS = path.join(ROOT, 'docs');
+export const docShot = (name: string) => path.join(DOCS, name);

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -29,10 +30,19 @@ describe.skipIf(!hasBrowser)(`the fleet pages at ${N} workspaces${hasBrowser ? '
 
   beforeAll(async () => {
     // The rows first (paused and failed: states the reconciler leaves alone), then the platform on that store.
+    // They form teams for the tree view: every hundredth is a lead, every tenth reports to its lead, the rest to
+    // their tenth (fleet-0123 → fleet-0120 → fleet-0100); creation order (what the table shows) is unchanged.
     const store = await openStore({ dataDir });
+    const seedIds = Array.from({ length: N }, () => crypto.randomUUID());
+    const parentIndex = (i: number) => (i % 100 === 0 ? null : i % 10 === 0 ? i - (i % 100) : i - (i % 10));
     await insertWorkspaces(
       store.db,
-      Array.from({ length: N }, (_, i) => ({ name: `fleet-${String(i).padStart(4, '0')}`, status: i % failedEvery === 0 ? ('failed' as const) : ('paused' as const) })),
+      Array.from({ length: N }, (_, i) => ({
+        id: seedIds[i],
+        name: `fleet-${String(i).padStart(4, '0')}`,
+        status: i % failedEvery === 0 ? ('failed' as const) : ('paused' as const),
+        parentId: parentIndex(i) === null ? null : seedIds[parentIndex(i)!],
+      })),
     );
     await insertWorkspaces(store.db, [{ name: 'fleet-gone', status: 'removed' }]);
     await store.close();
@@ -152,5 +162,53 @@ describe.skipIf(!hasBrowser)(`the fleet pages at ${N} workspaces${hasBrowser ? '
     await page.getByLabel('Search').fill('');
     await waitFor('the whole fleet again', async () => (await rows().count()) === 100);
     expect(pageErrors.filter((e) => !/Failed to load resource/.test(e))).toEqual([]);
+  });
+
+  it('shows the 1,200 as a tree, fetched 500 at a time, with the large branches collapsed until opened', async () => {
+    listRequests.length = 0;
+    const views = page.getByRole('group', { name: 'View' });
+    await views.getByRole('button', { name: 'Tree' }).click();
+    const items = page.locator('ul.tree li[data-workspace-id]');
+    const item = (name: string) => page.locator('ul.tree li[data-workspace-id]', { has: page.locator(':scope > .tree-row a.ws-name', { hasText: new RegExp(`^${name}$`) }) });
+    // Twelve leads, each with 18 children, all collapsed: 12 rows rendered, not 1,200.
+    await waitFor('the twelve leads', async () => (await items.count()) === 12);
+    expect(await page.locator('p.count').innerText()).toBe(`${N} workspaces`);
+    expect(listRequests.slice(0, 3)).toEqual(['?limit=500', expect.stringMatching(/^\?limit=500&cursor=/), expect.stringMatching(/^\?limit=500&cursor=/)]);
+    expect(listRequests.every((q) => q.includes('limit=500'))).toBe(true);
+    expect(await item('fleet-0100').locator(':scope > .tree-row .child-count').innerText()).toContain('18 children');
+
+    await page.getByRole('button', { name: 'Children of fleet-0100', exact: true }).click();
+    await waitFor('its 18 children', async () => (await items.count()) === 12 + 18);
+    await page.getByRole('button', { name: 'Children of fleet-0120', exact: true }).click();
+    await waitFor('and fleet-0120’s 9', async () => (await items.count()) === 12 + 18 + 9);
+    await item('fleet-0123').waitFor();
+
+    // Under a filter the branches open: the 120 failed ones (the leads and every tenth) in their tree.
+    await page.getByLabel('Status').selectOption('failed');
+    await waitFor('the failed ones', async () => (await items.count()) === failedCount);
+    expect(await page.locator('ul.tree li[data-match="false"]').count()).toBe(0);
+    // A search deep in the tree: the match under its two ancestors, which are fetched by id and dimmed.
+    await page.getByLabel('Status').selectOption('');
+    await page.getByLabel('Search').fill('fleet-0457');
+    await waitFor('fleet-0457 under fleet-0450 under fleet-0400', async () => (await items.count()) === 3 && (await item('fleet-0457').count()) === 1);
+    expect(await page.locator('ul.tree li[data-match="false"]').count()).toBe(2);
+    await page.getByLabel('Search').fill('');
+    await waitFor('the leads again', async () => (await items.count()) === 12 + 18 + 9);
+    await views.getByRole('button', { name: 'Table' }).click();
+    await waitFor('the table again', async () => (await rows().count()) === 100);
+    expect(pageErrors.filter((e) => !/Failed to load resource/.test(e))).toEqual([]);
+  });
+
+  it('lays the 1,200 out on the team map, drawing only what is in view', async () => {
+    const started = Date.now();
+    await page.goto(`${platform.url}/#/map`);
+    await page.getByRole('heading', { name: 'Team map' }).waitFor();
+    await page.locator('.map-node').first().waitFor();
+    const took = Date.now() - started;
+    const drawn = await page.locator('.map-node').count();
+    process.stderr.write(`team map at ${N}: ${took} ms to the first nodes, ${drawn} nodes drawn\n`);
+    expect(drawn).toBeGreaterThan(0);
+    expect(drawn).toBeLessThan(N);
+    expect(took).toBeLessThan(10_000);
   });
 });

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState, type MouseEvent } from 'react';
+import { lazy, Suspense, useCallback, useEffect, useState, type MouseEvent } from 'react';
 import { ApiFailure, api, authEvents, getToken, setToken } from './api.js';
 import { ViewBoundary } from './bits.js';
 import { Fleet } from './Fleet.js';
@@ -8,6 +8,9 @@ import { Settings } from './Settings.js';
 import { SignIn } from './SignIn.js';
 import type { Meta } from './types.js';
 import { WorkspaceDetail } from './WorkspaceDetail.js';
+
+// The map brings React Flow and a layout library: loaded when first opened, so the fleet page stays small.
+const TeamMap = lazy(() => import('./TeamMap.js'));
 
 type Auth = 'checking' | 'ok' | 'needed' | 'refused';
 
@@ -70,6 +73,9 @@ export function App() {
             <a href={href.fleet} aria-current={route.page === 'fleet' || route.page === 'workspace' ? 'page' : undefined}>
               Workspaces
             </a>
+            <a href={href.map} aria-current={route.page === 'map' ? 'page' : undefined}>
+              Team map
+            </a>
             <a href={href.settings} aria-current={route.page === 'settings' ? 'page' : undefined}>
               Settings
             </a>
@@ -109,6 +115,12 @@ function page(route: Route, meta: Meta) {
       return <WorkspaceDetail key={route.id} id={route.id} meta={meta} />;
     case 'settings':
       return <Settings meta={meta} />;
+    case 'map':
+      return (
+        <Suspense fallback={<p className="muted">Loading the map…</p>}>
+          <TeamMap />
+        </Suspense>
+      );
     default:
       return (
         <section>

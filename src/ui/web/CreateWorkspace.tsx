@@ -12,14 +12,17 @@ interface SecretRow {
   value: string;
 }
 
-/** The create form. The platform validates; its messages are shown next to the field they are about. */
-export function CreateWorkspace({ meta, onClose, onCreated }: { meta: Meta; onClose: () => void; onCreated: (ws: Workspace) => void }) {
+/**
+ * The create form. The platform validates; its messages are shown next to the field they are about. With `parent`
+ * (a workspace page's "Create child") the parent is chosen already.
+ */
+export function CreateWorkspace({ meta, onClose, onCreated, parent: preset }: { meta: Meta; onClose: () => void; onCreated: (ws: Workspace) => void; parent?: Workspace }) {
   const [name, setName] = useState('');
   const [role, setRole] = useState('');
   const [runtime, setRuntime] = useState(meta.default_runtime);
   const [tier, setTier] = useState(meta.default_tier);
   const [region, setRegion] = useState('');
-  const [parent, setParent] = useState('');
+  const [parent, setParent] = useState(preset?.id ?? '');
   const [parentQuery, setParentQuery] = useState('');
   const [candidates, setCandidates] = useState<Workspace[]>([]);
   const [secrets, setSecrets] = useState<SecretRow[]>([]);
@@ -43,7 +46,7 @@ export function CreateWorkspace({ meta, onClose, onCreated }: { meta: Meta; onCl
       clearTimeout(t);
     };
   }, [parentQuery]);
-  const [chosen, setChosen] = useState<Workspace | null>(null);
+  const [chosen, setChosen] = useState<Workspace | null>(preset ?? null);
   const parentOptions = chosen && !candidates.some((w) => w.id === chosen.id) ? [chosen, ...candidates] : candidates;
 
   const submit = async (e: FormEvent) => {
@@ -84,7 +87,7 @@ export function CreateWorkspace({ meta, onClose, onCreated }: { meta: Meta; onCl
   const regions = meta.backend.regions;
 
   return (
-    <Modal title="New workspace" labelId="create-title" onClose={onClose}>
+    <Modal title={preset ? `New child of ${preset.name}` : 'New workspace'} labelId="create-title" onClose={onClose}>
       <form onSubmit={submit} noValidate>
         <div className="field">
           <label htmlFor="create-name">Name</label>

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import { ApiFailure, api, request } from './api.js';
 import { Ago, ErrorNote, StatusBadge, TierBadge } from './bits.js';
 import { CreateWorkspace } from './CreateWorkspace.js';
+import { FleetTree } from './FleetTree.js';
 import { useNow } from './format.js';
 import { useLiveEvents, useLiveHeartbeats } from './live.js';
 import { href, useTitle } from './router.js';
@@ -18,7 +19,29 @@ interface PageState {
   next: string | null;
 }
 
+/** Table or tree; remembered in this browser (localStorage), so the fleet opens the way it was last looked at. */
+type View = 'table' | 'tree';
+const VIEW_KEY = 'molecule.fleetView';
+function storedView(): View {
+  try {
+    return localStorage.getItem(VIEW_KEY) === 'tree' ? 'tree' : 'table';
+  } catch {
+    return 'table';
+  }
+}
+
 export function Fleet({ meta }: { meta: Meta }) {
+  const [view, setViewState] = useState<View>(storedView);
+  const setView = (v: View) => {
+    setViewState(v);
+    try {
+      localStorage.setItem(VIEW_KEY, v);
+    } catch {
+      /* storage refused (private mode): the choice lasts for this page only */
+    }
+  };
+  // Bumped to make the tree fetch again (after a create in this tab).
+  const [treeKey, setTreeKey] = useState(0);
   const [page, setPage] = useState<PageState | null>(null);
   // Cursors of the pages before this one, for Previous (cursors only go forward).
   const [back, setBack] = useState<Array<string | undefined>>([]);
@@ -65,19 +88,26 @@ export function Fleet({ meta }: { meta: Meta }) {
         listed.current = { ids: new Set(), mayGain: true };
         setError(`Could not list workspaces: ${(e as Error).message}`);
       }
-      api<Health>('GET', '/healthz').then(
-        (h) => setCounts(h.workspaces as Partial<Record<Status, number>>),
-        () => undefined,
-      );
+      loadCounts();
     },
     [status, search],
   );
+  const loadCounts = () =>
+    api<Health>('GET', '/healthz').then(
+      (h) => setCounts(h.workspaces as Partial<Record<Status, number>>),
+      () => undefined,
+    );
 
-  // A new filter or search starts again at the first page.
+  // A new filter or search starts again at the first page. The tree fetches for itself; the table waits until shown.
   useEffect(() => {
     setBack([]);
-    void load(undefined);
-  }, [load]);
+    if (view === 'table') void load(undefined);
+    else {
+      seq.current++;
+      listed.current = null;
+      void loadCounts();
+    }
+  }, [load, view]);
 
   const reloadPage = useCallback(() => void load(page?.from), [load, page?.from]);
 
@@ -105,6 +135,8 @@ export function Fleet({ meta }: { meta: Meta }) {
   // page was being fetched, the page is fetched again, at most every 500 ms.
   const pending = useRef(new Set<string>());
   const reloadLatest = useRef(reloadPage);
+  const viewRef = useRef(view);
+  viewRef.current = view;
   reloadLatest.current = reloadPage;
   const flush = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
   const reloadSoon = useRef(false);
@@ -121,7 +153,7 @@ export function Fleet({ meta }: { meta: Meta }) {
   );
   useLiveEvents(
     (ev: PlatformEvent) => {
-      if (!ev.workspace_id || !ev.type.startsWith('workspace.')) return;
+      if (!ev.workspace_id || !ev.type.startsWith('workspace.') || viewRef.current !== 'table') return;
       const now = listed.current;
       if (!now) reloadSoon.current = true;
       else if (now.ids.has(ev.workspace_id)) pending.current.add(ev.workspace_id);
@@ -139,7 +171,7 @@ export function Fleet({ meta }: { meta: Meta }) {
         } else ids.forEach((id) => void refreshOne(id));
       }, reloadSoon.current ? 500 : 80);
     },
-    () => reloadPage(),
+    () => viewRef.current === 'table' && reloadPage(),
   );
 
   const workspaces = page?.rows ?? null;
@@ -178,8 +210,25 @@ export function Fleet({ meta }: { meta: Meta }) {
               ))}
           </select>
         </div>
+        <div className="field inline view-field">
+          <span className="label" id="fleet-view">
+            View
+          </span>
+          <div className="segmented" role="group" aria-labelledby="fleet-view">
+            <button type="button" aria-pressed={view === 'table'} onClick={() => setView('table')}>
+              Table
+            </button>
+            <button type="button" aria-pressed={view === 'tree'} onClick={() => setView('tree')}>
+              Tree
+            </button>
+          </div>
+        </div>
       </div>
 
+      {view === 'tree' ? (
+        <FleetTree status={status} search={search} now={now} created={created} reloadKey={treeKey} />
+      ) : (
+      <>
       <ErrorNote error={error} />
 
       {workspaces === null ? (
@@ -256,6 +305,8 @@ export function Fleet({ meta }: { meta: Meta }) {
           )}
         </>
       )}
+      </>
+      )}
 
       {creating && (
         <CreateWorkspace
@@ -268,7 +319,8 @@ export function Fleet({ meta }: { meta: Meta }) {
             if (page?.next === null && (!status || ws.status === status) && (!search || ws.name.toLowerCase().includes(search.toLowerCase()))) {
               setRows((rows) => (rows.some((w) => w.id === ws.id) ? rows : [...rows, ws]));
             }
-            reloadPage();
+            if (view === 'tree') setTreeKey((k) => k + 1);
+            else reloadPage();
           }}
         />
       )}

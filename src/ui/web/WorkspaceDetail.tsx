@@ -7,6 +7,7 @@ import { useLiveEvents, useLiveHeartbeats } from './live.js';
 import { Logs } from './Logs.js';
 import { href, navigate, useTitle } from './router.js';
 import { Secrets } from './Secrets.js';
+import { Team } from './Team.js';
 import type { Action, Meta, PlatformEvent, Workspace } from './types.js';
 
 export function WorkspaceDetail({ id, meta }: { id: string; meta: Meta }) {
@@ -64,17 +65,6 @@ export function WorkspaceDetail({ id, meta }: { id: string; meta: Meta }) {
   );
 
   useTitle(ws?.name ?? (gone ? 'Not available' : ''));
-
-  // The parent is shown by name; its id stays in the link.
-  const parentId = ws?.parent_id ?? null;
-  const [parentName, setParentName] = useState<string | null>(null);
-  useEffect(() => {
-    if (!parentId) return;
-    api<Workspace>('GET', `/workspaces/${parentId}`).then(
-      (p) => setParentName(p.name),
-      () => setParentName(null),
-    );
-  }, [parentId]);
 
   if (gone) {
     return (
@@ -154,16 +144,10 @@ export function WorkspaceDetail({ id, meta }: { id: string; meta: Meta }) {
             <dd>
               <code className="small">{ws.id}</code>
             </dd>
-            {ws.parent_id && (
-              <>
-                <dt>Parent</dt>
-                <dd>
-                  <a href={href.workspace(ws.parent_id)}>{parentName ?? <code className="small">{ws.parent_id}</code>}</a>
-                </dd>
-              </>
-            )}
           </dl>
         </div>
+
+        <Team ws={ws} meta={meta} onMoved={setWs} />
 
         <div className="card chat-card">
           <h2>Chat</h2>

@@ -76,6 +76,8 @@ export function socketUrl(): string {
   const url = new URL('/ws', location.href);
   url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
   url.searchParams.set('heartbeats', '1');
+  // Call pulses are few (one per edge per second at most): asked for always, so opening the map needs no new socket.
+  url.searchParams.set('calls', '1');
   const token = getToken();
   if (token) url.searchParams.set('token', token);
   return url.href;

@@ -1,6 +1,6 @@
 import { useEffect, useRef, useSyncExternalStore } from 'react';
 import { socketUrl } from './api.js';
-import type { HeartbeatPulse, PlatformEvent } from './types.js';
+import type { CallsPulse, HeartbeatPulse, PlatformEvent } from './types.js';
 
 export type LiveState = 'connecting' | 'live' | 'reconnecting';
 
@@ -12,6 +12,7 @@ class LiveEvents {
   private socket: WebSocket | null = null;
   private listeners = new Set<(ev: PlatformEvent) => void>();
   private heartbeatListeners = new Set<(p: HeartbeatPulse) => void>();
+  private callListeners = new Set<(p: CallsPulse) => void>();
   private reconnectListeners = new Set<() => void>();
   private stateListeners = new Set<() => void>();
   private retry = 0;
@@ -33,13 +34,14 @@ class LiveEvents {
       this.opened = true;
     };
     ws.onmessage = (m) => {
-      let ev: PlatformEvent | HeartbeatPulse;
+      let ev: PlatformEvent | HeartbeatPulse | CallsPulse;
       try {
-        ev = JSON.parse(String(m.data)) as PlatformEvent | HeartbeatPulse;
+        ev = JSON.parse(String(m.data)) as PlatformEvent | HeartbeatPulse | CallsPulse;
       } catch {
         return;
       }
       if (ev.type === 'workspace.heartbeat') this.heartbeatListeners.forEach((fn) => fn(ev as HeartbeatPulse));
+      else if (ev.type === 'a2a.calls') this.callListeners.forEach((fn) => fn(ev as CallsPulse));
       else this.listeners.forEach((fn) => fn(ev as PlatformEvent));
     };
     ws.onclose = () => {
@@ -82,6 +84,11 @@ class LiveEvents {
     return () => this.heartbeatListeners.delete(fn);
   }
 
+  onCalls(fn: (p: CallsPulse) => void): () => void {
+    this.callListeners.add(fn);
+    return () => this.callListeners.delete(fn);
+  }
+
   subscribeState = (fn: () => void): (() => void) => {
     this.stateListeners.add(fn);
     return () => this.stateListeners.delete(fn);
@@ -118,4 +125,11 @@ export function useLiveHeartbeats(onPulse: (p: HeartbeatPulse) => void): void {
   const handler = useRef(onPulse);
   handler.current = onPulse;
   useEffect(() => live.onHeartbeat((p) => handler.current(p)), []);
+}
+
+/** Calls onPulse for each agent-to-agent traffic pulse (calls, errors, latencies on one edge) pushed over /ws. */
+export function useLiveCalls(onPulse: (p: CallsPulse) => void): void {
+  const handler = useRef(onPulse);
+  handler.current = onPulse;
+  useEffect(() => live.onCalls((p) => handler.current(p)), []);
 }

@@ -1,12 +1,13 @@
 import { useEffect, useSyncExternalStore } from 'react';
 
 /** Hash routes (/#/workspaces/<id>), so page paths never collide with the API's own paths on the same origin. */
-export type Route = { page: 'fleet' } | { page: 'workspace'; id: string } | { page: 'settings' } | { page: 'missing'; path: string };
+export type Route = { page: 'fleet' } | { page: 'workspace'; id: string } | { page: 'settings' } | { page: 'map' } | { page: 'missing'; path: string };
 
 export function parseRoute(hash: string): Route {
   const path = hash.replace(/^#/, '') || '/';
   if (path === '/' || path === '/workspaces') return { page: 'fleet' };
   if (path === '/settings') return { page: 'settings' };
+  if (path === '/map') return { page: 'map' };
   const m = path.match(/^\/workspaces\/([^/]+)$/);
   if (m) return { page: 'workspace', id: decodeURIComponent(m[1]) };
   return { page: 'missing', path };
@@ -15,6 +16,7 @@ export function parseRoute(hash: string): Route {
 export const href = {
   fleet: '#/',
   settings: '#/settings',
+  map: '#/map',
   workspace: (id: string) => `#/workspaces/${encodeURIComponent(id)}`,
 };
 

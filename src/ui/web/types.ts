@@ -36,6 +36,17 @@ export interface HeartbeatPulse {
   data: { last_heartbeat_at: string; heartbeat: Workspace['heartbeat'] };
 }
 
+/**
+ * Agent-to-agent traffic on one edge, pushed over /ws?calls=1 by the A2A proxy: aggregated to at most one per edge
+ * per second, not stored (the map keeps what it saw since it was opened).
+ */
+export interface CallsPulse {
+  type: 'a2a.calls';
+  workspace_id: string;
+  at: string;
+  data: { from: string; to: string; calls: number; errors: number; latencies_ms: number[]; interval_ms: number };
+}
+
 export interface SecretName {
   key: string;
   created_at: string;
