@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { GroupCommit } from './group-commit.js';
 import type { EventLog } from './ports.js';
 import type { PlatformEvent } from './types.js';
 
@@ -34,23 +35,37 @@ export interface EventFeed {
   close(): Promise<void>;
 }
 
-/** One process: the event is delivered as soon as it is written. */
+/**
+ * One process: the event is delivered as soon as it is written. Events published while a write is under way are
+ * written together, in one transaction (group-commit.ts): a commit each was most of their cost.
+ */
 export class LocalFeed implements EventFeed {
   private sink: FeedSink | undefined;
-  constructor(private readonly repo: EventLog) {}
+  private readonly commits: GroupCommit<Omit<PlatformEvent, 'id'>, PlatformEvent>;
+  constructor(repo: EventLog) {
+    this.commits = new GroupCommit(
+      async (batch) => {
+        const written = await repo.appendAll(batch);
+        // Delivered here, once committed and in id order, before any publisher hears back.
+        for (const ev of written) this.sink?.event(ev);
+        return written;
+      },
+      { max: 200 },
+    );
+  }
   attach(sink: FeedSink): void {
     this.sink = sink;
   }
-  async append(e: Omit<PlatformEvent, 'id'>): Promise<PlatformEvent> {
-    const ev = await this.repo.append(e);
-    this.sink?.event(ev);
-    return ev;
+  append(e: Omit<PlatformEvent, 'id'>): Promise<PlatformEvent> {
+    return this.commits.submit(e);
   }
   pulse(p: Pulse): void {
     this.sink?.pulse(p);
   }
   async start(): Promise<void> {}
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.commits.flushed();
+  }
 }
 
 /** Persists every event, then fans it out to live subscribers (/events, /ws, the reconciler, metrics). */

@@ -103,6 +103,8 @@ export interface SecretStore {
 
 export interface EventLog {
   append(e: Omit<PlatformEvent, 'id'>): Promise<PlatformEvent>;
+  /** Several events in one transaction, numbered in the order given. */
+  appendAll(es: Omit<PlatformEvent, 'id'>[]): Promise<PlatformEvent[]>;
   /** In id order, after `afterId`, optionally of one workspace. */
   list(opts: { workspaceId?: string; afterId?: number; limit?: number }): Promise<PlatformEvent[]>;
   get(id: number): Promise<PlatformEvent | undefined>;

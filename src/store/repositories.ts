@@ -318,6 +318,16 @@ export class EventRepo implements EventLog {
     return { ...e, id: Number(r.id) };
   }
 
+  async appendAll(es: Omit<PlatformEvent, 'id'>[]): Promise<PlatformEvent[]> {
+    if (es.length === 1) return [await this.append(es[0]!)];
+    return this.db.transaction().execute(async (trx) => {
+      const repo = new EventRepo(trx);
+      const out: PlatformEvent[] = [];
+      for (const e of es) out.push(await repo.append(e));
+      return out;
+    });
+  }
+
   /** Events in id order, after `afterId`, optionally for one workspace. */
   async list(opts: { workspaceId?: string; afterId?: number; limit?: number }): Promise<PlatformEvent[]> {
     let q = this.db.selectFrom('events').selectAll().orderBy('id', 'asc');

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { GroupCommit } from '../../src/core/group-commit.js';
 import { HEARTBEAT_BATCH_MAX, HeartbeatWrites, type HeartbeatWrite } from '../../src/core/heartbeat-writes.js';
 
 /** A store write the test lets finish when it wants, recording each batch. */
@@ -31,10 +32,10 @@ function gatedWriter() {
 
 const tick = () => new Promise((r) => setImmediate(r));
 
-describe('heartbeat group commit', () => {
+describe('heartbeat group commit (core/group-commit.ts)', () => {
   it('writes one heartbeat at once when idle, and the ones that arrive meanwhile together in the next batch', async () => {
     const w = gatedWriter();
-    const hb = new HeartbeatWrites(w.write);
+    const hb = new HeartbeatWrites(w.write, { windowMs: 0 });
     let firstDone = false;
     const first = hb.record('a', 't1', { n: 1 }, 0).then(() => (firstDone = true));
     await tick();
@@ -54,7 +55,7 @@ describe('heartbeat group commit', () => {
 
   it("keeps a workspace's latest heartbeat of a batch, remembering that an earlier one was busy", async () => {
     const w = gatedWriter();
-    const hb = new HeartbeatWrites(w.write);
+    const hb = new HeartbeatWrites(w.write, { windowMs: 0 });
     const blocker = hb.record('x', 't0', {}, 0);
     await tick();
     const both = [hb.record('a', 't1', { n: 1 }, 2), hb.record('a', 't2', { n: 2 }, 0)];
@@ -68,7 +69,7 @@ describe('heartbeat group commit', () => {
 
   it('fails only the heartbeats of a batch that failed, and goes on with the next', async () => {
     const w = gatedWriter();
-    const hb = new HeartbeatWrites(w.write);
+    const hb = new HeartbeatWrites(w.write, { windowMs: 0 });
     w.fail(new Error('database down'));
     const failed = hb.record('a', 't1', {}, 0);
     await tick();
@@ -82,8 +83,25 @@ describe('heartbeat group commit', () => {
 
   it(`writes at most ${HEARTBEAT_BATCH_MAX} per statement`, async () => {
     const sizes: number[] = [];
-    const hb = new HeartbeatWrites(async (b) => void sizes.push(b.length));
+    const hb = new HeartbeatWrites(async (b) => void sizes.push(b.length), { windowMs: 0 });
     await Promise.all(Array.from({ length: HEARTBEAT_BATCH_MAX + 20 }, (_, i) => hb.record(`w${i}`, 't', {}, 0)));
     expect(sizes).toEqual([HEARTBEAT_BATCH_MAX, 20]);
+  });
+
+  it('waits a few milliseconds for others before the first write, so heartbeats a moment apart share it', async () => {
+    const batches: string[][] = [];
+    const hb = new HeartbeatWrites(async (b) => void batches.push(b.map((h) => h.id)), { windowMs: 30 });
+    const first = hb.record('a', 't', {}, 0);
+    await new Promise((r) => setTimeout(r, 5));
+    const second = hb.record('b', 't', {}, 0);
+    await Promise.all([first, second]);
+    expect(batches).toEqual([['a', 'b']]);
+  });
+});
+
+describe('group commit', () => {
+  it('hands each item the result the write gave for it, in order', async () => {
+    const gc = new GroupCommit<string, number>(async (b) => b.map((s) => s.length), { max: 10 });
+    expect(await Promise.all(['a', 'bb', 'ccc'].map((s) => gc.submit(s)))).toEqual([1, 2, 3]);
   });
 });
