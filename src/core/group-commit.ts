@@ -6,7 +6,11 @@ interface Waiter<R> {
 export interface GroupCommitOptions<T> {
   /** Items written in one call at most. */
   max: number;
-  /** How long the first item of a batch waits for others (ms); 0: only those of the same tick. */
+  /**
+   * How long the first item of a batch waits for others (ms); 0: until the event loop's next turn, so what the
+   * requests and callbacks of this turn submit goes together (SQLite answers synchronously: without a wait nothing
+   * would ever be submitted while a write is under way).
+   */
   windowMs?: number;
   /** Items with the same key share one pending slot: `merge(earlier, later)` is what gets written. */
   key?: (item: T) => string;
@@ -53,7 +57,7 @@ export class GroupCommit<T, R = void> {
 
   private async drain(): Promise<void> {
     const windowMs = this.opts.windowMs ?? 0;
-    await (windowMs > 0 ? new Promise((r) => setTimeout(r, windowMs)) : Promise.resolve());
+    await new Promise((r) => (windowMs > 0 ? setTimeout(r, windowMs) : setImmediate(r)));
     try {
       while (this.pending.length) {
         const taken = this.pending.splice(0, this.opts.max);
