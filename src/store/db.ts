@@ -33,7 +33,9 @@ export async function openStore(opts: {
     location = `${url.hostname}:${url.port || 5432}${url.pathname}`;
     // bigserial ids come back as strings by default; event ids stay well inside 2^53.
     pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
-    const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 10 });
+    // Launches, creates and heartbeats share it: 10 left creates waiting on the pool at scale. Three replicas at 20
+    // (and a LISTEN each) stay well inside Postgres's default 100 connections.
+    const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 20 });
     // An idle connection the server drops (restart, failover, admin shutdown) is discarded by the pool and the
     // next query reconnects; without a listener the 'error' event would crash the platform instead.
     pool.on('error', (err) => (opts.onConnectionError ?? (() => {}))(err));

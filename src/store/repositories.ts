@@ -229,8 +229,10 @@ export class WorkspaceRepo implements WorkspaceStore {
 
   /** Running workspaces with an idle timeout (index workspaces_idle): the ones the idle check looks at. */
   async sleepCandidates(): Promise<Workspace[]> {
-    const rows = await this.db.selectFrom('workspaces').selectAll().where('idle_timeout_s', 'is not', null).where('status', 'in', ['ready', 'degraded']).execute();
-    return rows.map(toWorkspace);
+    // The status is checked here, not in SQL: with it there, SQLite's planner walks the status index through every
+    // ready workspace (12 ms every 2 s at 10,000) instead of the partial index on the few with an idle timeout.
+    const rows = await this.db.selectFrom('workspaces').selectAll().where('idle_timeout_s', 'is not', null).execute();
+    return rows.filter((r) => r.status === 'ready' || r.status === 'degraded').map(toWorkspace);
   }
 }
 

@@ -69,6 +69,23 @@ function storeSuite(kind: string, open: () => Promise<Store>) {
       }
     });
 
+    it('answers the idle check with the workspaces that have an idle timeout and run, from the partial index', async () => {
+      const repo = new WorkspaceRepo(store.db);
+      const rows = {
+        readyTimed: workspace({ status: 'ready', idleTimeoutS: 60 }),
+        degradedTimed: workspace({ status: 'degraded', idleTimeoutS: 60 }),
+        pausedTimed: workspace({ status: 'paused', idleTimeoutS: 60 }),
+        readyForever: workspace({ status: 'ready', idleTimeoutS: null }),
+      };
+      for (const w of Object.values(rows)) await repo.insert(w);
+      const mine = new Map(Object.entries(rows).map(([k, w]) => [w.id, k]));
+      expect((await repo.sleepCandidates()).map((w) => mine.get(w.id)).filter(Boolean).sort()).toEqual(['degradedTimed', 'readyTimed']);
+      if (kind === 'sqlite') {
+        const { rows: plan } = await store.db.executeQuery<any>(CompiledQuery.raw('explain query plan select * from workspaces where idle_timeout_s is not null'));
+        expect(plan.map((r: any) => r.detail).join('\n')).toMatch(/workspaces_idle/);
+      }
+    });
+
     it('writes a batch of heartbeats in one statement: times, bodies, and activity decided per row', async () => {
       const repo = new WorkspaceRepo(store.db);
       const [idle, busy, calmed, justCalm] = [0, 1, 2, 3].map(() => workspace({ status: 'ready' }));
