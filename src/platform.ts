@@ -58,7 +58,12 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
     await store.close();
     throw e;
   });
-  const { provisioner, selected } = opts.provisioner ? { provisioner: opts.provisioner, selected: undefined } : await selectBackend(config, logger, { platformId });
+  // Before the backend: it is handed its API-call observer when it is built.
+  const metrics = createMetrics(workspaces, bus);
+  const { provisioner, selected } = opts.provisioner
+    ? { provisioner: opts.provisioner, selected: undefined }
+    : await selectBackend(config, logger, { platformId, onBackendCall: metrics.backendCall });
+  metrics.setBackend(provisioner.name);
   logger.info({ backend: provisioner.describe() }, `backend: ${provisioner.name}`);
   const membership = new Membership({
     replicas: new ReplicaRepo(store.db),
@@ -102,7 +107,6 @@ export async function startPlatform(opts: { env?: NodeJS.ProcessEnv; logger?: Lo
     platformUrl: agentPlatformUrl,
     mayAct: () => membership.isLeader(),
   });
-  const metrics = createMetrics(workspaces, bus);
   const app = await buildApp({ config, logger, store, workspaces, bus, svc, provisioner, metrics, version, secretService, cluster: () => membership.view(), backendSelected: selected });
 
   await app.listen({ port: config.port, host: config.host });

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { BackendCallObserver } from '../core/backend-calls.js';
 import { ConfigError, type Config } from '../core/config.js';
 import { DockerProvisioner, loadDockerPlatformId } from './docker/index.js';
 import { dockerSocketPath, engineClient, pingEngine } from './docker/engine.js';
@@ -17,6 +18,8 @@ export interface ProvisionerOptions {
    * it generated into its file in the data dir.
    */
   platformId?: string;
+  /** The observer of each backend's API calls, by backend name (molecule_backend_call_seconds); none: not observed. */
+  onBackendCall?: (backend: string) => BackendCallObserver;
 }
 
 /** A backend, and why it was chosen (for /healthz `backend.selected`). */
@@ -43,7 +46,7 @@ export async function selectBackend(config: Config, logger: Logger, opts: Provis
       return { provisioner: docker, selected: 'CONTAINER_BACKEND=docker' };
     }
     case 'flyio': {
-      const fly = FlyProvisioner.fromConfig(config, logger, { platformId: opts.platformId });
+      const fly = FlyProvisioner.fromConfig(config, logger, { platformId: opts.platformId, onCall: opts.onBackendCall?.('flyio') });
       if (!config.platformUrl && fly.usesRealFly) {
         logger.warn(
           `PLATFORM_URL is not set: Fly machines would be told to reach the platform at 127.0.0.1:${config.port}, which is the machine itself. ` +
@@ -95,5 +98,6 @@ async function dockerProvisioner(config: Config, logger: Logger, socketPath: str
     stopTimeoutS: config.docker.stopTimeoutS,
     pullTimeoutS: config.docker.pullTimeoutS,
     images: RUNTIMES.map((r) => imageFor(r, config.runtimeImage)),
+    onCall: opts.onBackendCall?.('docker'),
   }).init();
 }

@@ -59,6 +59,8 @@ export interface WorkspaceStore {
   recordHeartbeats(batch: HeartbeatWrite[]): Promise<void>;
   /** Ready or degraded workspaces that have an idle timeout. */
   sleepCandidates(): Promise<Workspace[]>;
+  /** The oldest last heartbeat (ISO) among workspaces in `status`, or null: for /metrics, one index seek. */
+  oldestHeartbeat(status: WorkspaceStatus): Promise<string | null>;
 }
 
 export type TokenKind = 'workspace' | 'agent';

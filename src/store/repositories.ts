@@ -234,6 +234,16 @@ export class WorkspaceRepo implements WorkspaceStore {
     const rows = await this.db.selectFrom('workspaces').selectAll().where('idle_timeout_s', 'is not', null).execute();
     return rows.filter((r) => r.status === 'ready' || r.status === 'degraded').map(toWorkspace);
   }
+
+  /** min() over the (status, last_heartbeat_at) index: read from the index, never the table. */
+  async oldestHeartbeat(status: WorkspaceStatus): Promise<string | null> {
+    const r = await this.db
+      .selectFrom('workspaces')
+      .select((eb) => eb.fn.min('last_heartbeat_at').as('oldest'))
+      .where('status', '=', status)
+      .executeTakeFirst();
+    return r?.oldest ?? null;
+  }
 }
 
 export class TokenRepo implements TokenStore {

@@ -1,4 +1,5 @@
 import Docker from 'dockerode';
+import { httpCallOutcome, type BackendCallObserver } from '../../core/backend-calls.js';
 import { ConfigError } from '../../core/config.js';
 
 /** Where the engine listens when DOCKER_HOST is unset. */
@@ -39,9 +40,52 @@ export function statusOf(e: unknown): number | null {
   return engineFailure(e).status;
 }
 
-/** A client for the engine on a local socket. No API version is pinned: the engine answers in its own. */
-export function engineClient(socketPath: string): Docker {
-  return new Docker({ socketPath });
+/**
+ * A client for the engine on a local socket. No API version is pinned: the engine answers in its own. With
+ * `onCall`, every engine request is observed: dockerode sends each one through `modem.dial`, the one place to
+ * time them all (a stream until its answer begins).
+ */
+export function engineClient(socketPath: string, onCall?: BackendCallObserver): Docker {
+  const docker = new Docker({ socketPath });
+  if (!onCall) return docker;
+  const modem = docker.modem as unknown as { dial(o: { method?: string; path?: string }, cb: (err: unknown, data: unknown) => void): unknown };
+  const dial = modem.dial.bind(modem);
+  modem.dial = (o, cb) => {
+    const action = engineAction(o.method ?? 'GET', o.path ?? '');
+    const t0 = performance.now();
+    return dial(o, (err, data) => {
+      try {
+        onCall(action, err ? httpCallOutcome(statusOf(err) ?? 0) : 'ok', (performance.now() - t0) / 1000);
+      } catch {
+        /* an observer must not break a call */
+      }
+      cb(err, data);
+    });
+  };
+  return docker;
+}
+
+const ENGINE_RESOURCES = new Set(['containers', 'images', 'networks', 'volumes', 'exec', 'events', '_ping', 'info', 'version', 'system', 'distribution', 'build']);
+const ENGINE_VERBS = new Set(['create', 'start', 'stop', 'restart', 'kill', 'wait', 'logs', 'pause', 'unpause', 'attach', 'resize', 'top', 'stats', 'changes', 'export', 'archive', 'update', 'rename', 'exec', 'push', 'tag', 'history', 'get', 'connect', 'disconnect', 'prune', 'df']);
+
+/**
+ * An engine request's action for metrics (containers_start, images_inspect, networks_connect, ping …), from a
+ * fixed set whatever the ids and image names in its path: anything else is `other`.
+ */
+export function engineAction(method: string, path: string): string {
+  const segs = path.split('?')[0]!.split('/').filter(Boolean);
+  if (/^v\d/.test(segs[0] ?? '')) segs.shift();
+  const resource = segs[0] ?? '';
+  if (!ENGINE_RESOURCES.has(resource)) return 'other';
+  const name = resource.replace(/^_/, '');
+  if (segs.length === 1) return method === 'GET' ? name : `${name}_${method.toLowerCase()}`;
+  const last = segs.at(-1)!;
+  if (last === 'json') return `${name}_${segs.length === 2 ? 'list' : 'inspect'}`;
+  if (ENGINE_VERBS.has(last)) return `${name}_${last}`;
+  // An id or an image name: the request is about the thing itself.
+  if (method === 'DELETE') return `${name}_remove`;
+  if (method === 'GET') return `${name}_inspect`;
+  return `${name}_other`;
 }
 
 /** True when the engine answers `/_ping` within the timeout. */

@@ -17,6 +17,7 @@ import {
 import { LocalProvisioner } from '../shared/local-provisioner.js';
 import { Containers } from './containers.js';
 import { ContainerDeaths } from './deaths.js';
+import type { BackendCallObserver } from '../../core/backend-calls.js';
 import { engineClient, statusOf, streamGet } from './engine.js';
 import { EngineHealth } from './health.js';
 import { LABELS, containerName, ownedBy, volumeName } from './labels.js';
@@ -51,6 +52,8 @@ export interface DockerProvisionerOptions {
   sweepMs?: number;
   /** The runtime images workspaces will ask for: checked at startup, shown on /healthz, a missing one logged. */
   images?: string[];
+  /** Told of every engine request (molecule_backend_call_seconds). */
+  onCall?: BackendCallObserver;
 }
 
 /**
@@ -70,7 +73,7 @@ export class DockerProvisioner extends LocalProvisioner implements Provisioner, 
 
   constructor(private readonly opts: DockerProvisionerOptions) {
     super();
-    this.docker = engineClient(opts.socketPath);
+    this.docker = engineClient(opts.socketPath, opts.onCall);
     this.placement = { mode: opts.agentAddress === 'network' ? 'network' : 'published', network: opts.network ?? 'bridge', why: 'not yet known' };
     this.health = new EngineHealth(this.docker, { socketPath: opts.socketPath, logger: opts.logger, images: opts.images, onReachable: () => this.deaths.follow() });
     this.containers = new Containers(this.docker, this.health, {

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { BackendCallObserver } from '../../core/backend-calls.js';
 import type { FlyClient, RateLimits, RecordedRequest, RetryPolicy } from './client/index.js';
 
 export interface FlyProvisionerOptions {
@@ -39,6 +40,8 @@ export interface FlyProvisionerOptions {
   rateLimits?: RateLimits | false;
   retry?: Partial<RetryPolicy>;
   onRequest?: (r: RecordedRequest) => void;
+  /** Told of every Machines API request (molecule_backend_call_seconds). */
+  onCall?: BackendCallObserver;
 }
 
 export interface FlyTimings {

@@ -49,7 +49,7 @@ export class FlyProvisioner implements Provisioner, AdoptsInstances, ValidatesSp
     if (bad) throw new ConfigError(`FLY_REGION: ${bad}`);
     this.apiBase = (opts.apiBase || DEFAULT_API_BASE).replace(/\/+$/, '');
     this.platformId = FlyProvisioner.platformIdFrom(opts);
-    this.client = new FlyClient({ app: opts.app, token: opts.token, baseUrl: this.apiBase, rateLimits: opts.rateLimits, retry: opts.retry, onRequest: opts.onRequest, logger: opts.logger });
+    this.client = new FlyClient({ app: opts.app, token: opts.token, baseUrl: this.apiBase, rateLimits: opts.rateLimits, retry: opts.retry, onRequest: opts.onRequest, onCall: opts.onCall, logger: opts.logger });
     this.ctx = {
       client: this.client,
       app: this.app,
@@ -69,7 +69,7 @@ export class FlyProvisioner implements Provisioner, AdoptsInstances, ValidatesSp
    * From the platform configuration (FLY_* variables); a ConfigError names what is missing. `platformId` is the
    * cluster's identity when replicas share a database; without it the id file in the data dir is used.
    */
-  static fromConfig(config: Config, logger: Logger, opts: { platformId?: string } = {}): FlyProvisioner {
+  static fromConfig(config: Config, logger: Logger, opts: Pick<FlyProvisionerOptions, 'platformId' | 'onCall'> = {}): FlyProvisioner {
     const f = config.fly;
     // Missing ones are named by the constructor's checks.
     return new FlyProvisioner({
@@ -80,6 +80,7 @@ export class FlyProvisioner implements Provisioner, AdoptsInstances, ValidatesSp
       proxyUrl: f.proxyUrl,
       platformAppName: f.platformAppName,
       platformId: opts.platformId,
+      onCall: opts.onCall,
       dataDir: config.dataDir,
       logger,
       startTimeoutMs: config.timing.provisionTimeoutMs,

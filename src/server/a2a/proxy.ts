@@ -50,12 +50,21 @@ export class A2AProxy {
   /** Metric children bound once: labelling per request hashes the label set every time. */
   private readonly outcomes = new Map<string, { inc(): void }>();
   private readonly durations = new Map<number, { observe(v: number): void }>();
+  private readonly latency: Record<'unary' | 'stream', Record<'ok' | 'error', { observe(v: number): void }>>;
+  private readonly unwatch: () => void;
   /** Graceful shutdown: requests being served, and whether new ones are refused (drain()). */
   private active = 0;
   private draining = false;
   private readonly onIdle: (() => void)[] = [];
 
-  constructor(private readonly d: A2AProxyDeps) {}
+  constructor(private readonly d: A2AProxyDeps) {
+    const h = d.metrics.a2aProxySeconds;
+    this.latency = {
+      unary: { ok: h.labels('unary', 'ok'), error: h.labels('unary', 'error') },
+      stream: { ok: h.labels('stream', 'ok'), error: h.labels('stream', 'error') },
+    };
+    this.unwatch = d.metrics.watchA2AInFlight(() => this.active);
+  }
 
   /** Calls and streams being served now. */
   get inFlight(): number {
@@ -84,6 +93,7 @@ export class A2AProxy {
   }
 
   close(): Promise<void> {
+    this.unwatch();
     return this.dispatcher.close();
   }
 
@@ -137,6 +147,11 @@ export class A2AProxy {
     h.observe(Number(process.hrtime.bigint() - started) / 1e9);
   }
 
+  /** A forwarded call's latency (molecule_a2a_proxy_seconds). */
+  private timed(mode: 'unary' | 'stream', outcome: 'ok' | 'error', started: bigint): void {
+    this.latency[mode][outcome].observe(Number(process.hrtime.bigint() - started) / 1e9);
+  }
+
   private async serve(req: IncomingMessage, res: ServerResponse, preread: Buffer | undefined, started: bigint): Promise<void> {
     const { guard, svc, config } = this.d;
     const path = pathOf(req.url);
@@ -164,9 +179,11 @@ export class A2AProxy {
     // An edge of the team map: a workspace calling another one (admin and user calls are not edges).
     const from = caller.kind === 'workspace' && caller.workspaceId !== workspaceId ? caller.workspaceId : null;
     let id: RpcId = null;
+    let mode: 'unary' | 'stream' | undefined;
     try {
       const parsed = normalise(raw, req.headers.accept);
       id = parsed.id;
+      mode = STREAM_METHODS.has(parsed.method) ? 'stream' : 'unary';
       if (caller.kind === 'workspace' && !(await svc.mayCall(caller.workspace, workspaceId))) {
         throw new RpcError(403, PROXY_ERRORS.forbidden, `workspace ${caller.workspaceId} may call only its parent, its children and its siblings`, { code: 'a2a_forbidden' });
       }
@@ -198,13 +215,14 @@ export class A2AProxy {
         if (typeof v === 'string') headers[h] = v;
       }
       try {
-        await this.forward(res, started, id, target.url, headers, parsed.body, STREAM_METHODS.has(parsed.method), replied, from, workspaceId);
+        await this.forward(res, started, id, target.url, headers, parsed.body, mode === 'stream', replied, from, workspaceId);
       } finally {
         end();
       }
     } catch (e) {
       if (!(e instanceof RpcError)) throw e;
       this.rpcError(res, started, id, e);
+      if (mode) this.timed(mode, 'error', started);
       if (from) this.called(from, workspaceId, started, true);
     }
   }
@@ -252,6 +270,7 @@ export class A2AProxy {
                 streamStatus = s;
                 replied?.();
                 this.count('stream');
+                this.timed('stream', 'ok', started);
                 res.writeHead(s, [...guard.flatHeaders, ...SSE_HEADERS]);
                 res.flushHeaders();
               },
@@ -275,6 +294,7 @@ export class A2AProxy {
       res.writeHead(status, [...guard.flatHeaders, 'content-type', outcome.type || 'application/json', 'content-length', String(outcome.body.length)]);
       res.end(outcome.body);
       this.observe(status, started);
+      this.timed(streaming ? 'stream' : 'unary', 'ok', started);
       if (from) this.called(from, to, started, status !== outcome.status || startsAsRpcError(outcome.body));
       return;
     }

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import { httpCallOutcome, type BackendCallObserver } from '../../../core/backend-calls.js';
 import { errorFromAnswer, FlyApiError } from './errors.js';
 import { ClientRateLimiter, FLY_LIMITS, type RateLimits } from './ratelimit.js';
 
@@ -49,6 +50,8 @@ export interface FlyClientOptions {
   requestTimeoutMs?: number;
   /** Called before every attempt with what is sent. */
   onRequest?: (r: RecordedRequest) => void;
+  /** Called after every attempt with its action, outcome and duration (the wait for the rate limiter excluded). */
+  onCall?: BackendCallObserver;
   logger?: Logger;
 }
 
@@ -150,7 +153,16 @@ export class FlyTransport {
   async openStream(path: string, o: Pick<RequestOptions, 'action' | 'machineId' | 'query' | 'signal'> & { endless?: boolean }): Promise<Response> {
     await this.limiter.take(o.action, this.scopeOf(o), o.signal);
     this.record('GET', path, o.query ?? {}, undefined);
-    const res = await this.fetch('GET', path, { ...o, timeoutMs: o.endless ? undefined : this.requestTimeoutMs });
+    const t0 = performance.now();
+    let res: Response;
+    try {
+      res = await this.fetch('GET', path, { ...o, timeoutMs: o.endless ? undefined : this.requestTimeoutMs });
+    } catch (e) {
+      this.observed(o.action, 0, t0);
+      throw e;
+    }
+    // A stream's time is until its answer begins: it then lasts as long as someone follows it.
+    this.observed(o.action, res.status, t0);
     if (res.status < 300) return res;
     const body = parseMaybeJson(await res.text().catch(() => ''));
     throw errorFromAnswer(res.status, body, res.headers.get('fly-request-id'), 'GET', path);
@@ -159,12 +171,21 @@ export class FlyTransport {
   private async once<T>(method: string, path: string, o: RequestOptions): Promise<Answer<T>> {
     await this.limiter.take(o.action, this.scopeOf(o), o.signal);
     this.record(method, path, o.query ?? {}, o.body);
-    const res = await this.fetchOrFail(method, path, o);
+    const t0 = performance.now();
+    let res: Response;
+    try {
+      res = await this.fetchOrFail(method, path, o);
+    } catch (e) {
+      this.observed(o.action, 0, t0);
+      throw e;
+    }
     const requestId = res.headers.get('fly-request-id');
     let text: string;
     try {
       text = await res.text();
+      this.observed(o.action, res.status, t0);
     } catch (e) {
+      this.observed(o.action, 0, t0);
       throw new FlyApiError(0, `${method} ${path}: reading the answer failed: ${(e as Error).message}`, requestId, null, method, path, { cause: e });
     }
     const body = parseMaybeJson(text);
@@ -194,6 +215,15 @@ export class FlyTransport {
   /** Rate limits count per machine for machine actions, per app for the others (Fly's buckets). */
   private scopeOf(o: { machineId?: string }): string {
     return o.machineId ? `machine:${o.machineId}` : `app:${this.app}`;
+  }
+
+  private observed(action: string, status: number, t0: number): void {
+    if (!this.opts.onCall) return;
+    try {
+      this.opts.onCall(action, httpCallOutcome(status), (performance.now() - t0) / 1000);
+    } catch {
+      /* an observer must not break a call */
+    }
   }
 
   private record(method: string, path: string, query: Query, body: unknown): void {
