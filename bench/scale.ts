@@ -164,14 +164,20 @@ try {
   const createS = ms(t0) / 1000;
   if (refused) console.log(`(${refused} creates refused)`);
 
-  // Until every one is ready (counts from /healthz, once a second).
+  // Until every one is ready or failed (counts from /healthz, once a second); the failed ones are named.
   let counts: Record<string, number> = {};
   const deadline = Date.now() + Number(values['ready-timeout-s']) * 1000;
   for (;;) {
     counts = (await call('GET', '/healthz')).body.workspaces;
-    if ((counts.ready ?? 0) >= ids.length) break;
+    if ((counts.ready ?? 0) + (counts.failed ?? 0) >= ids.length) break;
     if (Date.now() > deadline) throw new Error(`not all ready in time: ${JSON.stringify(counts)}`);
     await sleep(1000);
+  }
+  if (counts.failed) {
+    const failed = (await call('GET', '/workspaces?status=failed&limit=500')).body as { id: string; status_reason: string }[];
+    console.log(`(${counts.failed} failed: ${failed.slice(0, 5).map((w) => `${w.id}: ${w.status_reason}`).join('; ')})`);
+    const gone = new Set(failed.map((w) => w.id));
+    ids.splice(0, ids.length, ...ids.filter((id) => !gone.has(id)));
   }
   const readyS = ms(t0) / 1000;
   const cpuReady = cpuMs(pid);

@@ -170,6 +170,24 @@ function migrations(kind: DialectKind): Record<string, Migration> {
         await widenStatusCheck(db, kind);
       },
     },
+    '0006_event_batches': {
+      async up(db: Kysely<any>) {
+        if (kind !== 'postgres') return;
+        // Several events in one round trip (group commit, store/pg-event-feed.ts): 0002's append for each, in the
+        // order given, under the one transaction lock (re-taking it in the same transaction is free).
+        await sql`
+          create function molecule_append_events(p_workspace_ids text[], p_types text[], p_ats text[], p_datas text[], p_max_payload int)
+          returns bigint[] language plpgsql as $$
+          declare
+            ids bigint[] := '{}';
+          begin
+            for i in 1 .. coalesce(array_length(p_types, 1), 0) loop
+              ids := ids || molecule_append_event(p_workspace_ids[i], p_types[i], p_ats[i], p_datas[i], p_max_payload);
+            end loop;
+            return ids;
+          end $$`.execute(db);
+      },
+    },
   };
 }
 

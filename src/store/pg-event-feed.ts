@@ -3,6 +3,7 @@ import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { EventFeed, FeedSink, Pulse } from '../core/events.js';
+import { GroupCommit } from '../core/group-commit.js';
 import type { PlatformEvent } from '../core/types.js';
 import { EventRepo } from './repositories.js';
 import type { Database } from './schema.js';
@@ -41,6 +42,7 @@ export class PgEventFeed implements EventFeed {
   private retryMs = 250;
   private readonly origin = crypto.randomBytes(6).toString('hex');
   private readonly repo: EventRepo;
+  private readonly commits = new GroupCommit<Omit<PlatformEvent, 'id'>, PlatformEvent>((es) => this.appendAll(es), { max: 200 });
   /** Pulses of this tick, serialised, waiting to be announced together. */
   private outbox: string[] = [];
 
@@ -58,10 +60,20 @@ export class PgEventFeed implements EventFeed {
     this.sink = sink;
   }
 
-  /** One statement (molecule_append_event, migration 0002): insert and NOTIFY in one transaction, one round trip. */
-  async append(e: Omit<PlatformEvent, 'id'>): Promise<PlatformEvent> {
-    const r = await sql<{ id: number }>`select molecule_append_event(${e.workspace_id}, ${e.type}, ${e.at}, ${JSON.stringify(e.data)}, ${this.maxPayload}) as id`.execute(this.db);
-    return { ...e, id: Number(r.rows[0].id) };
+  /**
+   * One statement (molecule_append_events, migration 0006) for the events published while the previous batch was
+   * being written (group commit): insert and NOTIFY each, in one transaction, one round trip.
+   */
+  append(e: Omit<PlatformEvent, 'id'>): Promise<PlatformEvent> {
+    return this.commits.submit(e);
+  }
+
+  private async appendAll(es: Omit<PlatformEvent, 'id'>[]): Promise<PlatformEvent[]> {
+    const col = <T>(f: (e: Omit<PlatformEvent, 'id'>) => T) => es.map(f);
+    const r = await sql<{ ids: number[] }>`select molecule_append_events(${col((e) => e.workspace_id)}::text[], ${col((e) => e.type)}::text[],
+      ${col((e) => e.at)}::text[], ${col((e) => JSON.stringify(e.data))}::text[], ${this.maxPayload}) as ids`.execute(this.db);
+    const ids = r.rows[0]!.ids;
+    return es.map((e, i) => ({ ...e, id: Number(ids[i]) }));
   }
 
   /**
@@ -105,6 +117,7 @@ export class PgEventFeed implements EventFeed {
   }
 
   async close(): Promise<void> {
+    await this.commits.flushed();
     this.closed = true;
     clearTimeout(this.reconnectTimer);
     const c = this.client;

@@ -74,6 +74,14 @@ describe('events across replicas on one Postgres', () => {
     expect(ids(await a.bus.history({ afterId: all[0] - 1 }))).toEqual(all);
   });
 
+  it('numbers the events one replica publishes at once in the order they were published (written in batches)', async () => {
+    const published = await Promise.all(Array.from({ length: 300 }, (_, i) => a.bus.publish('test.order', null, { i })));
+    expect(published.map((e) => e.data.i)).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    const got = ids(published);
+    expect(got).toEqual([...got].sort((x, y) => x - y));
+    expect(new Set(got).size).toBe(300);
+  });
+
   it('delivers an event too big for a notification by reading it back', async () => {
     const big = 'x'.repeat(20_000);
     const ev = await a.bus.publish('test.big', 'w-big', { big });
