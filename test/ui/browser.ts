@@ -29,6 +29,9 @@ export const SCREENSHOTS = path.join(ROOT, '.artifacts', 'screenshots');
 fs.mkdirSync(SCREENSHOTS, { recursive: true });
 export const shot = (name: string) => path.join(SCREENSHOTS, name);
 
-/** Screenshots shown in the README are written to docs/ by the tests that make them (light mode, 1200 px wide). */
+/**
+ * Screenshots shown in the README (light mode, 1200 px wide): written to docs/ only when asked
+ * (`MOLECULE_UPDATE_DOCS=1`), so that a test run leaves the checkout as it found it; otherwise beside the others.
+ */
 export const DOCS = path.join(ROOT, 'docs');
-export const docShot = (name: string) => path.join(DOCS, name);
+export const docShot = (name: string) => (process.env.MOLECULE_UPDATE_DOCS === '1' ? path.join(DOCS, name) : shot(name));
