@@ -4,9 +4,9 @@ import { Ago, ErrorNote, StatusBadge, TierBadge } from './bits.js';
 import { CreateWorkspace } from './CreateWorkspace.js';
 import { FleetTree } from './FleetTree.js';
 import { useNow } from './format.js';
-import { useLiveEvents, useLiveHeartbeats } from './live.js';
+import { useLiveHeartbeats, useLiveRefresh } from './live.js';
 import { href, useTitle } from './router.js';
-import type { Health, Meta, PlatformEvent, Status, Workspace } from './types.js';
+import type { Health, Meta, Status, Workspace } from './types.js';
 
 /** Rows per page of the fleet: the server pages (GET /workspaces?limit=&cursor=), filters and searches. */
 export const PAGE_SIZE = 100;
@@ -133,13 +133,6 @@ export function Fleet({ meta }: { meta: Meta }) {
   // A burst of events for one workspace (created, status, steps …) becomes one fetch of it when it is on this page.
   // Events for others can change this page only where it could gain a row; then, or when the event came while the
   // page was being fetched, the page is fetched again, at most every 500 ms.
-  const pending = useRef(new Set<string>());
-  const reloadLatest = useRef(reloadPage);
-  const viewRef = useRef(view);
-  viewRef.current = view;
-  reloadLatest.current = reloadPage;
-  const flush = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
-  const reloadSoon = useRef(false);
   const refreshOne = useCallback(
     async (id: string) => {
       try {
@@ -151,27 +144,16 @@ export function Fleet({ meta }: { meta: Meta }) {
     },
     [status],
   );
-  useLiveEvents(
-    (ev: PlatformEvent) => {
-      if (!ev.workspace_id || !ev.type.startsWith('workspace.') || viewRef.current !== 'table') return;
+  useLiveRefresh(
+    (ev) => {
+      if (view !== 'table') return 'none';
       const now = listed.current;
-      if (!now) reloadSoon.current = true;
-      else if (now.ids.has(ev.workspace_id)) pending.current.add(ev.workspace_id);
-      else if (now.mayGain) reloadSoon.current = true;
-      else return;
-      // Not pushed back by later events: a steady stream of them must not starve the refresh.
-      if (flush.current) return;
-      flush.current = setTimeout(() => {
-        flush.current = undefined;
-        const ids = [...pending.current];
-        pending.current.clear();
-        if (reloadSoon.current) {
-          reloadSoon.current = false;
-          reloadLatest.current();
-        } else ids.forEach((id) => void refreshOne(id));
-      }, reloadSoon.current ? 500 : 80);
+      if (!now) return 'all';
+      if (now.ids.has(ev.workspace_id)) return 'one';
+      return now.mayGain ? 'all' : 'none';
     },
-    () => viewRef.current === 'table' && reloadPage(),
+    refreshOne,
+    () => view === 'table' && reloadPage(),
   );
 
   const workspaces = page?.rows ?? null;

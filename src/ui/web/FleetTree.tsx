@@ -2,9 +2,9 @@ import { useCallback, useEffect, useMemo, useRef, useState, type CSSProperties }
 import { ApiFailure, api } from './api.js';
 import { Ago, ErrorNote, StatusBadge } from './bits.js';
 import { fetchAll, forestOf, missingAncestors, type Forest } from './hierarchy.js';
-import { useLiveEvents, useLiveHeartbeats } from './live.js';
+import { useLiveHeartbeats, useLiveRefresh } from './live.js';
 import { href } from './router.js';
-import type { PlatformEvent, Status, Workspace } from './types.js';
+import type { Status, Workspace } from './types.js';
 
 /** Siblings shown at first under one parent (and at the top): a flat fleet of thousands renders in steps. */
 const CHUNK = 200;
@@ -66,9 +66,6 @@ export function FleetTree({ status, search, now, created, reloadKey }: { status:
 
   // As the table does: events for shown workspaces become one fetch of each; anything else (a new workspace, one that
   // moved, one that now matches the filter) or an event during a fetch reloads the tree, at most every 500 ms.
-  const pending = useRef(new Set<string>());
-  const reloadSoon = useRef(false);
-  const flush = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
   const loadLatest = useRef(load);
   loadLatest.current = load;
   const dataRef = useRef(data);
@@ -100,30 +97,7 @@ export function FleetTree({ status, search, now, created, reloadKey }: { status:
     },
     [status, search],
   );
-  useLiveEvents(
-    (ev: PlatformEvent) => {
-      if (!ev.workspace_id || !ev.type.startsWith('workspace.')) return;
-      const ids = known.current;
-      if (!ids) reloadSoon.current = true;
-      else if (ids.has(ev.workspace_id)) pending.current.add(ev.workspace_id);
-      else reloadSoon.current = true;
-      if (flush.current) return;
-      flush.current = setTimeout(
-        () => {
-          flush.current = undefined;
-          const queued = [...pending.current];
-          pending.current.clear();
-          if (reloadSoon.current) {
-            reloadSoon.current = false;
-            void loadLatest.current();
-          } else queued.forEach((id) => void refreshOne(id));
-        },
-        reloadSoon.current ? 500 : 80,
-      );
-    },
-    () => void load(),
-  );
-  useEffect(() => () => clearTimeout(flush.current), []);
+  useLiveRefresh((ev) => (known.current?.has(ev.workspace_id) ? 'one' : 'all'), refreshOne, load);
 
   const forest = useMemo(() => (data ? forestOf(data.list) : null), [data]);
   const startOpen = filtered || (data?.list.length ?? 0) <= OPEN_UP_TO;

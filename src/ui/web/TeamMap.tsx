@@ -20,7 +20,7 @@ import { ApiFailure, api } from './api.js';
 import { ErrorNote, StatusBadge } from './bits.js';
 import { tone, useNow } from './format.js';
 import { fetchAll } from './hierarchy.js';
-import { useLiveCalls, useLiveEvents } from './live.js';
+import { useLiveCalls, useLiveRefresh } from './live.js';
 import { href, useTitle } from './router.js';
 import type { CallsPulse, Workspace } from './types.js';
 
@@ -83,9 +83,6 @@ export default function TeamMap() {
   // fetch, lays the map out again (at most every 500 ms).
   const listRef = useRef(list);
   listRef.current = list;
-  const pending = useRef(new Set<string>());
-  const reloadSoon = useRef(false);
-  const flush = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
   const refreshOne = useCallback(
     async (id: string) => {
       try {
@@ -99,29 +96,7 @@ export default function TeamMap() {
     },
     [load],
   );
-  useLiveEvents(
-    (ev) => {
-      if (!ev.workspace_id || !ev.type.startsWith('workspace.')) return;
-      const ids = known.current;
-      if (ids && ids.has(ev.workspace_id) && ev.type !== 'workspace.updated') pending.current.add(ev.workspace_id);
-      else reloadSoon.current = true;
-      if (flush.current) return;
-      flush.current = setTimeout(
-        () => {
-          flush.current = undefined;
-          const queued = [...pending.current];
-          pending.current.clear();
-          if (reloadSoon.current) {
-            reloadSoon.current = false;
-            void load();
-          } else queued.forEach((id) => void refreshOne(id));
-        },
-        reloadSoon.current ? 500 : 80,
-      );
-    },
-    () => void load(),
-  );
-  useEffect(() => () => clearTimeout(flush.current), []);
+  useLiveRefresh((ev) => (known.current?.has(ev.workspace_id) && ev.type !== 'workspace.updated' ? 'one' : 'all'), refreshOne, load);
 
   // Traffic, per directed edge, as samples in arrival order; kept 5 minutes.
   const samples = useRef(new Map<string, Sample[]>());

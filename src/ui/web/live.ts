@@ -133,3 +133,45 @@ export function useLiveCalls(onPulse: (p: CallsPulse) => void): void {
   handler.current = onPulse;
   useEffect(() => live.onCalls((p) => handler.current(p)), []);
 }
+
+/** What a view does about one workspace event: fetch that workspace again, fetch everything again, or nothing. */
+export type LiveRefresh = 'one' | 'all' | 'none';
+
+/**
+ * Live workspace events turned into fetches, batched. `decide` says per event what it means for the view: a burst
+ * of events about workspaces shown becomes one fetch of each (`refreshOne`, 80 ms after the first), anything that
+ * may change what is shown one `reload` (500 ms after). A steady stream of events does not push the fetch back, and
+ * after a reconnect (events may have been missed) the view reloads. The latest callbacks are used, so they may
+ * close over state.
+ */
+export function useLiveRefresh(decide: (ev: PlatformEvent & { workspace_id: string }) => LiveRefresh, refreshOne: (id: string) => unknown, reload: () => unknown): void {
+  const latest = useRef({ decide, refreshOne, reload });
+  latest.current = { decide, refreshOne, reload };
+  const pending = useRef(new Set<string>());
+  const reloadSoon = useRef(false);
+  const flush = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  useEffect(() => () => clearTimeout(flush.current), []);
+  useLiveEvents(
+    (ev) => {
+      if (!ev.workspace_id || !ev.type.startsWith('workspace.')) return;
+      const what = latest.current.decide(ev as PlatformEvent & { workspace_id: string });
+      if (what === 'none') return;
+      if (what === 'one') pending.current.add(ev.workspace_id);
+      else reloadSoon.current = true;
+      if (flush.current) return;
+      flush.current = setTimeout(
+        () => {
+          flush.current = undefined;
+          const ids = [...pending.current];
+          pending.current.clear();
+          if (reloadSoon.current) {
+            reloadSoon.current = false;
+            void latest.current.reload();
+          } else ids.forEach((id) => void latest.current.refreshOne(id));
+        },
+        reloadSoon.current ? 500 : 80,
+      );
+    },
+    () => void latest.current.reload(),
+  );
+}
