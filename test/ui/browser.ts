@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { ROOT } from '../support/harness.js';
 
 /** Debian's Chromium (apt-get install chromium); tests never download a browser. */
@@ -35,3 +35,13 @@ export const shot = (name: string) => path.join(SCREENSHOTS, name);
  */
 export const DOCS = path.join(ROOT, 'docs');
 export const docShot = (name: string) => (process.env.MOLECULE_UPDATE_DOCS === '1' ? path.join(DOCS, name) : shot(name));
+
+/**
+ * Collects the page's uncaught errors and console errors into `errors`, for a test to assert there are none. The
+ * browser logs every 4xx answer (a validation error, a 410 after a delete, a refused move) as "Failed to load
+ * resource": those are expected and left out.
+ */
+export function collectPageErrors(page: Page, errors: string[]): void {
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && !m.text().startsWith('Failed to load resource') && errors.push(m.text()));
+}

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { a2aRequest } from '../support/a2a-client.js';
 import { api, killRecordedAgents, launchPlatform, processEnv, tempDir, waitFor, waitReady, waitStatus, type Api, type PlatformProcess } from '../support/harness.js';
-import { docShot, hasBrowser, launchChromium, missingBrowser, shot } from './browser.js';
+import { collectPageErrors, docShot, hasBrowser, launchChromium, missingBrowser, shot } from './browser.js';
 
 /**
  * Teams in the web UI (issue 16), in Chromium against a platform on the process backend with real agents: the
@@ -44,9 +44,7 @@ describe.skipIf(!hasBrowser)(`teams in the web UI${hasBrowser ? '' : ` (skipped:
     await Promise.all(Object.values(ids).map((id) => waitReady(http, id)));
     const context = await browser.newContext({ viewport: { width: 1200, height: 800 }, colorScheme: 'light' });
     page = await context.newPage();
-    page.on('pageerror', (e) => pageErrors.push(e.message));
-    // 4xx answers (the refused move) are logged by the browser as console errors: expected here.
-    page.on('console', (m) => m.type() === 'error' && !m.text().startsWith('Failed to load resource') && pageErrors.push(m.text()));
+    collectPageErrors(page, pageErrors);
     page.setDefaultTimeout(20_000);
   });
 

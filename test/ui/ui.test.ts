@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { api, killRecordedAgents, launchPlatform, tempDir, waitFor, waitReady, type Api, type PlatformProcess } from '../support/harness.js';
 import { startFakeOpenAI, type FakeOpenAI } from '../support/fake-openai.js';
-import { hasBrowser, launchChromium, missingBrowser, requireBrowser, shot } from './browser.js';
+import { collectPageErrors, hasBrowser, launchChromium, missingBrowser, requireBrowser, shot } from './browser.js';
 
 /**
  * The web UI in a real Chromium against a real platform on the process backend: everything a person does in
@@ -34,9 +34,7 @@ describe.skipIf(!hasBrowser)(`web UI in Chromium${hasBrowser ? '' : ` (skipped: 
     http = api(platform.url);
     context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
     page = await context.newPage();
-    page.on('pageerror', (e) => pageErrors.push(e.message));
-    // The browser logs every 4xx answer (the validation error, the 410 after delete) as a console error: expected here.
-    page.on('console', (m) => m.type() === 'error' && !m.text().startsWith('Failed to load resource') && pageErrors.push(m.text()));
+    collectPageErrors(page, pageErrors);
     page.setDefaultTimeout(20_000);
   });
 
