@@ -6,6 +6,7 @@ import type { Sealer } from './crypto.js';
 import { ApiError } from './errors.js';
 import type { EventBus } from './events.js';
 import { Activity, WAKE_REASONS, Wakes } from './idle.js';
+import { assertLiveParent, assertNewParent, cycleError, cycleThrough, inFamily } from './hierarchy.js';
 import { AgentRegistry } from './registry.js';
 import { WorkspaceTokens } from './tokens.js';
 import type { PagePosition, SecretStore, TokenStore, Transact, WorkspacePageFilter, WorkspaceStore } from './ports.js';
@@ -138,12 +139,7 @@ export class WorkspaceService {
       const prior = await this.d.workspaces.byIdempotencyKey(idempotencyKey);
       if (prior) return { workspace: prior, created: false };
     }
-    if (input.parent_id) {
-      const parent = await this.d.workspaces.get(input.parent_id);
-      if (!parent || parent.status === 'removed') {
-        throw new ApiError(400, 'unknown_parent', `parent_id ${input.parent_id} is not a live workspace`);
-      }
-    }
+    if (input.parent_id) await assertLiveParent(this.read, input.parent_id);
     const problem = this.specProblem({ region: input.region ?? null, tier: input.tier, runtime: input.runtime });
     if (problem) throw new ApiError(400, 'invalid_for_backend', problem);
     this.assertBackendAvailable();
@@ -220,7 +216,7 @@ export class WorkspaceService {
       const { idle_timeout_s, parent_id, ...fields } = input;
       const from = ws.parentId ?? null;
       const moving = parent_id !== undefined && parent_id !== from;
-      if (moving && parent_id !== null) await this.assertParent(id, parent_id);
+      if (moving && parent_id !== null) await assertNewParent(this.read, id, parent_id);
       const affectsInstance =
         (input.tier !== undefined && input.tier !== ws.tier) ||
         (input.env !== undefined && !sameEnv(input.env, ws.env)) ||
@@ -243,7 +239,7 @@ export class WorkspaceService {
         // check above and together close a cycle (a under b while b goes under a). Each move looks again once its
         // write is in: the last write of a cycle sees the cycle, and its move is undone. Both may be undone (then
         // neither caller gets a cycle, and both are told to retry), never both kept.
-        const cycle = await this.cycleThrough(id, parent_id);
+        const cycle = await cycleThrough(this.read, id, parent_id);
         if (cycle) {
           await this.d.workspaces.update(id, { parentId: from });
           this.forgetCached(id);
@@ -263,36 +259,8 @@ export class WorkspaceService {
     });
   }
 
-  /** A new parent must be a live workspace and not the workspace itself or one of its descendants. */
-  private async assertParent(id: string, parentId: string): Promise<void> {
-    const parent = await this.d.workspaces.get(parentId);
-    if (!parent || parent.status === 'removed') throw new ApiError(400, 'unknown_parent', `parent_id ${parentId} is not a live workspace`);
-    const cycle = await this.cycleThrough(id, parentId);
-    if (cycle) throw cycleError(cycle);
-  }
-
-  /**
-   * The cycle that `id` under `parentId` makes, as the workspaces from `id` up through its would-be ancestors back
-   * to `id`; null when there is none. Walks up from the parent through the store, one read per ancestor.
-   */
-  private async cycleThrough(id: string, parentId: string): Promise<Workspace[] | null> {
-    const self = await this.d.workspaces.get(id);
-    if (!self) return null;
-    const chain: Workspace[] = [self];
-    const seen = new Set<string>([id]);
-    let next: string | null = parentId;
-    while (next) {
-      const ws: Workspace | undefined = next === id ? self : await this.d.workspaces.get(next);
-      if (!ws) return null;
-      chain.push(ws);
-      if (ws.id === id) return chain;
-      // A loop above that does not pass through `id` is not this move's doing (and should not exist): stop there.
-      if (seen.has(ws.id)) return null;
-      seen.add(ws.id);
-      next = ws.parentId;
-    }
-    return null;
-  }
+  /** How the hierarchy checks read a workspace. */
+  private readonly read = (id: string) => this.d.workspaces.get(id);
 
   /** What is cached about a workspace for the A2A rules (its route, its token's caller): read afresh next time. */
   private forgetCached(id: string): void {
@@ -514,17 +482,4 @@ export class WorkspaceService {
     this.unsubscribe();
     this.activity.close();
   }
-}
-
-/** 409 parent_cycle, naming the chain: "a → b → a" reads "a would be under b, which is under a". */
-function cycleError(chain: Workspace[]): ApiError {
-  const names = chain.map((w) => w.name).join(' → ');
-  return new ApiError(409, 'parent_cycle', `moving ${chain[0]!.name} under ${chain[1]!.name} would make a cycle: ${names} (each under the next)`, {
-    chain: chain.map((w) => ({ id: w.id, name: w.name })),
-  });
-}
-
-/** The A2A access rule for a workspace-token caller: itself, its parent, its children and its siblings. */
-export function inFamily(caller: Pick<Workspace, 'id' | 'parentId'>, target: Pick<Workspace, 'id' | 'parentId'>): boolean {
-  return target.id === caller.id || target.id === caller.parentId || target.parentId === caller.id || target.parentId === caller.parentId;
 }

@@ -2,7 +2,7 @@ import { AgentCard } from '@a2a-js/sdk';
 import { describe, expect, it } from 'vitest';
 import { AgentCardStore } from '../../src/agent/card.js';
 import { platformA2aUrl, platformCardUrl, publicCard, publicCardLegacy, publicCardV1, registeredVersions } from '../../src/core/public-card.js';
-import { inFamily } from '../../src/core/workspaces.js';
+import { inFamily } from '../../src/core/hierarchy.js';
 import { loadConfig } from '../../src/core/config.js';
 import { V1_CARD_REQUIRED, v03Errors } from '../support/a2a-schema.js';
 

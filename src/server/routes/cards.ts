@@ -6,7 +6,7 @@ import type { AppDeps } from '../app.js';
 import { ApiError } from '../../core/errors.js';
 import { platformA2aUrl, platformCardUrl, publicCard, type PublicCardOptions } from '../../core/public-card.js';
 import type { Workspace } from '../../core/types.js';
-import { inFamily } from '../../core/workspaces.js';
+import { inFamily } from '../../core/hierarchy.js';
 import { ErrorBody, IdParams } from '../schemas.js';
 
 export const CARD_MAX_AGE_S = 60;
